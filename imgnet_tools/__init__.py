@@ -1,0 +1,29 @@
+"""imgnet: an ImageNet-style dataset toolkit and sharded preprocessing pipeline.
+
+The map (keep it true; ``tests/test_architecture.py`` checks that every package is listed):
+
+``errors``     ImgnetError and subclasses; messages say how to fix the problem.
+``cli``        click only: one module per command group; parse, call one library function, print.
+               ``cli.main.LAZY_COMMANDS`` maps command names to modules imported on use.
+``synsets``    WordNet 3.0 access (``synsets.wordnet`` is the only nltk importer), the noun graph,
+               scopes and presets, ImageNet-format exports.
+``images``     one image at a time: sniff, decode, verify, fix; content and perceptual hashes.
+``dedup``      near-duplicate search over many hashes, clusters, keep policy.
+``shards``     shard plan, deterministic tar writer and reader, DALI index, shard checks.
+``manifest``   schemas read from ``schemas/``, atomic writes, Parquet I/O (only pyarrow importer
+               besides the stages that build tables), format versions.
+``execute``    run independent tasks: local process pool (default) or Ray (only ray importer).
+``loader``     DALI pipeline (only nvidia.dali importer) and the plain PyTorch baseline loader.
+``bench``      AlexNet (2012 two-tower and single-tower), DDP runner, timing, report.
+``recipes``    load, validate and run ``pipelines/*.yaml``.
+
+Import rule: ``cli`` may import every library package; no library package imports ``cli`` or
+``click``. Heavy dependencies (nltk, pyarrow, torch, nvidia.dali, ray) are imported inside the
+functions that need them, so ``imgnet --help`` loads none of them.
+
+Artifacts: every file a stage writes is declared in ``schemas/`` (shipped inside the package as
+``imgnet_tools/_schemas`` by ``setup.py``) and carries a ``format_version`` (text files in
+ImageNet's own formats carry it in the build record beside them).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""Options and helpers shared by several commands, defined once (sqlite-utils style)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import click
+
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output instead of refusing."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: every core).",
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars on stderr.")
+
+
+def default_workers() -> int:
+    """Every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def emit_json(doc: Any) -> None:
+    """Write a JSON document to stdout (results go to stdout, people-facing text to stderr)."""
+    click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def note(message: str) -> None:
+    """People-facing text: stderr."""
+    click.echo(message, err=True)
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A progress callback for library functions: call it with the number of items just done.
+
+    Draws a click progress bar on stderr when stderr is a terminal and not ``quiet``.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update

@@ -1,0 +1,76 @@
+"""Atomic file and directory writes: write to a temporary name beside the target, then rename.
+
+A crash leaves either the old file or the new one, never half of one. Temporary names start with
+``.tmp-`` so that readers and resumers can recognise and clean them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from imgnet_tools.errors import OutputExistsError
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success fsync and rename it over ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``target`` atomically (newlines written as is)."""
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_output_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Stage a whole output directory and move it into place only when everything is written.
+
+    Refuses an existing non-empty ``target`` unless ``overwrite``. On failure the staging
+    directory is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputExistsError(f"{target} exists and is not a directory; choose another --out.")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{target} already exists and is not empty; pass --overwrite to replace it.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    trash = None
+    if target.exists():
+        trash = target.parent / f"{TMP_PREFIX}{target.name}.old-{os.getpid()}"
+        os.replace(target, trash)
+    os.replace(staging, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)

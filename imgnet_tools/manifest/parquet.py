@@ -1,0 +1,118 @@
+"""Parquet tables declared in ``schemas/``: Arrow schema from the JSON, atomic write, checked read.
+
+The Arrow schema's metadata carries ``imgnet.schema`` (artifact name) and
+``imgnet.format_version``; :func:`read_table` refuses a file whose name or version it does not know.
+A table may hold a subset of the declared columns (the manifest grows stage by stage), but every
+column it holds must be declared, with the declared type, and every ``required`` column must be there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from imgnet_tools.errors import SchemaError
+from imgnet_tools.manifest.atomic import atomic_path
+from imgnet_tools.manifest.schemas import check_version, format_version, load_schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+META_SCHEMA = b"imgnet.schema"
+META_VERSION = b"imgnet.format_version"
+
+
+def _arrow_type(spec: str) -> "pa.DataType":
+    import pyarrow as pa
+
+    spec = spec.strip()
+    if spec.startswith("list<") and spec.endswith(">"):
+        return pa.list_(_arrow_type(spec[5:-1]))
+    simple = {
+        "string": pa.string(), "bool": pa.bool_(), "binary": pa.binary(),
+        "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+        "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
+        "float32": pa.float32(), "float64": pa.float64(),
+        "timestamp[ns]": pa.timestamp("ns"), "timestamp[us, UTC]": pa.timestamp("us", tz="UTC"),
+    }
+    if spec not in simple:
+        raise SchemaError(f"unknown column type {spec!r} in a schema file")
+    return simple[spec]
+
+
+def arrow_schema(name: str, columns: Iterable[str] | None = None) -> "pa.Schema":
+    """Arrow schema of artifact ``name`` (all declared columns, or just ``columns``, in declared order)."""
+    import pyarrow as pa
+
+    schema = load_schema(name)
+    if schema.get("kind") != "parquet":
+        raise SchemaError(f"schema {name} describes {schema.get('kind')}, not a Parquet table")
+    wanted = None if columns is None else set(columns)
+    fields = [
+        pa.field(f["name"], _arrow_type(f["type"]), nullable=bool(f.get("nullable", True)))
+        for f in schema["fields"]
+        if wanted is None or f["name"] in wanted
+    ]
+    if wanted is not None:
+        unknown = wanted - {f.name for f in fields}
+        if unknown:
+            raise SchemaError(f"columns {sorted(unknown)} are not declared in schema {name}")
+    meta = {META_SCHEMA: name.encode(), META_VERSION: str(format_version(name)).encode()}
+    return pa.schema(fields, metadata=meta)
+
+
+def conform(table: "pa.Table", name: str) -> "pa.Table":
+    """Return ``table`` with declared column order, declared types and the schema metadata.
+
+    Raises :class:`SchemaError` for an undeclared column, a missing required column, a null in a
+    non-nullable column, or a value that cannot be cast to the declared type.
+    """
+    import pyarrow as pa
+
+    schema = load_schema(name)
+    required = [f["name"] for f in schema["fields"] if f.get("required", False)]
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise SchemaError(f"{name} table lacks required columns {missing}")
+    target = arrow_schema(name, table.column_names)
+    arrays = []
+    for field in target:
+        column = table.column(field.name)
+        if not field.nullable and column.null_count:
+            raise SchemaError(f"{name} column {field.name!r} has {column.null_count} nulls but is not nullable")
+        try:
+            arrays.append(column.cast(field.type) if column.type != field.type else column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaError(f"{name} column {field.name!r}: cannot store {column.type} as {field.type}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
+def write_table(table: "pa.Table", path: str | os.PathLike[str], name: str, **kwargs: Any) -> Path:
+    """Conform ``table`` to schema ``name`` and write it to ``path`` atomically (zstd Parquet)."""
+    import pyarrow.parquet as pq
+
+    table = conform(table, name)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=kwargs.pop("compression", "zstd"), **kwargs)
+    return path
+
+
+def read_table(path: str | os.PathLike[str], name: str, columns: list[str] | None = None) -> "pa.Table":
+    """Read a Parquet artifact, checking that it is artifact ``name`` at a version this imgnet reads."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{path} does not exist; create it first (see `imgnet --help`).")
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path} is not a readable Parquet file: {exc}") from exc
+    found = meta.get(META_SCHEMA, b"").decode()
+    if found != name:
+        raise SchemaError(f"{path} is a {found or 'foreign'} table, not {name}; pass the right file.")
+    check_version(name, meta.get(META_VERSION, b"?").decode(), str(path))
+    return pq.read_table(path, columns=columns)

@@ -1,0 +1,66 @@
+"""imgnet-tools: an ImageNet-style dataset toolkit and sharded preprocessing pipeline."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "imgnet_tools" / "__init__.py").read_text(), re.M).group(1)
+
+PACKAGES = [
+    "imgnet_tools",
+    "imgnet_tools.cli",
+    "imgnet_tools.synsets",
+    "imgnet_tools.images",
+    "imgnet_tools.dedup",
+    "imgnet_tools.shards",
+    "imgnet_tools.manifest",
+    "imgnet_tools.execute",
+    "imgnet_tools.loader",
+    "imgnet_tools.bench",
+    "imgnet_tools.recipes",
+    "imgnet_tools.report",
+    # Top-level folders shipped inside the package so that a non-editable install finds them.
+    "imgnet_tools._schemas",
+    "imgnet_tools._pipelines",
+]
+
+setup(
+    name="imgnet-tools",
+    version=VERSION,
+    description="ImageNet-style dataset toolkit: WordNet synsets, verify, dedup, webdataset shards, DALI loader, AlexNet bench",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=PACKAGES,
+    package_dir={"imgnet_tools._schemas": "schemas", "imgnet_tools._pipelines": "pipelines"},
+    package_data={
+        "imgnet_tools": ["py.typed"],
+        "imgnet_tools._schemas": ["*.json"],
+        "imgnet_tools._pipelines": ["*.yaml"],
+        "imgnet_tools.synsets": ["presets/*.txt", "presets/*.tsv", "lexnames"],
+    },
+    install_requires=[
+        "click>=8.1",
+        "nltk>=3.8",
+        "pyarrow>=14",
+        "numpy>=1.24",
+        "pyyaml>=6.0",
+        "jsonschema>=4.18",
+        "webdataset>=0.2.86",
+        # pillow-simd must be the only PIL: `make` uninstalls `pillow` before installing it.
+        "pillow-simd>=9.0",
+        # Any torch >= 2.1 satisfies this, so a CUDA build already installed is kept; the Makefile
+        # pre-installs the local CPU wheel (torch==2.13.0) on machines without one.
+        "torch>=2.1",
+        # CUDA 13 build of DALI; it also runs CPU-only pipelines (device_id=None).
+        "nvidia-dali-cuda130>=1.40",
+    ],
+    extras_require={
+        "ray": ["ray>=2.9"],
+        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["imgnet=imgnet_tools.cli.main:cli"]},
+    classifiers=["Programming Language :: Python :: 3", "Typing :: Typed"],
+)

@@ -1,0 +1,1 @@
+"""imgnet test suite (mirrors the package)."""

@@ -1,0 +1,59 @@
+"""Shared test helpers. Tests make their own seeded data in tmp_path; no network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped with its reason otherwise)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any("gpu" in item.keywords for item in items) and not _has_cuda():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def cli_runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(cli_runner: CliRunner):
+    """Run ``imgnet ARGS`` through click's runner; returns the click Result."""
+    from imgnet_tools.cli.main import cli
+
+    def _invoke(*args: str, **kwargs):
+        return cli_runner.invoke(cli, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return _invoke
+
+
+def run_installed(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``imgnet`` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("imgnet")
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
