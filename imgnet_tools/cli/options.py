@@ -50,5 +50,21 @@ def progress_bar(label: str, total: int | None, quiet: bool = False) -> Iterator
     if quiet or not sys.stderr.isatty():
         yield lambda n: None
         return
+    if total is None:  # unknown total: a running count instead of a bar
+        yield from _counter(label)
+        return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+def _counter(label: str) -> Iterator[Callable[[int], None]]:
+    """Progress without a known total: rewrite ``label: N`` on stderr every 100 items."""
+    done = [0]
+
+    def tick(n: int) -> None:
+        before, done[0] = done[0], done[0] + n
+        if before // 100 != done[0] // 100:
+            click.echo(f"\r{label}: {done[0]}", err=True, nl=False)
+
+    yield tick
+    click.echo(f"\r{label}: {done[0]}", err=True)

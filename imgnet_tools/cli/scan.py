@@ -1,0 +1,62 @@
+"""``imgnet scan SRC... --out DIR``: index image folders or lists into ``DIR/manifest.parquet``."""
+
+from __future__ import annotations
+
+import click
+
+from imgnet_tools.cli.options import (
+    emit_json,
+    json_option,
+    progress_bar,
+    quiet_option,
+    workers_option,
+)
+
+
+@click.command("scan")
+@click.argument("src", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for manifest.parquet.")
+@click.option("--classes", type=click.Path(exists=True, dir_okay=False),
+              help="Class list: classes.tsv from `imgnet synsets build`, or one wnid per line.")
+@click.option("--preset", type=click.Choice(["ilsvrc2012", "imagenet21k"]), help="Use a preset class list.")
+@click.option("--split", help="Split of every input (default: the folder name train/val/test).")
+@click.option("--val-labels", type=click.Path(exists=True, dir_okay=False),
+              help="Labels for flat folders (ILSVRC val): 'file,wnid' CSV/TSV, or one wnid or ILSVRC2012_ID per line.")
+@click.option("--val-id-map", type=click.Path(exists=True, dir_okay=False),
+              help="ILSVRC2012_ID -> wnid for a devkit ground-truth file: the devkit's meta.mat (needs scipy), "
+                   "or one wnid per line in ID order.")
+@workers_option
+@quiet_option
+@json_option
+def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None, split: str | None,
+         val_labels: str | None, val_id_map: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
+    """Index image folders (ImageFolder, ILSVRC val layout) or CSV/Parquet lists into DIR/manifest.parquet.
+
+    \b
+    Examples:
+      imgnet scan data/train data/val --val-labels LOC_val_solution.csv --preset ilsvrc2012 --out work/
+      imgnet scan list.csv --classes synsets/classes.tsv --out work/
+
+    Every file gets a row; files that are empty, not images, unreadable, symlink loops or have
+    non-UTF-8 names are rejected rows with a reason. Re-runs keep keys and earlier verify results.
+    """
+    from imgnet_tools.images.scan import ScanParams
+    from imgnet_tools.images.scan import scan as run_scan
+
+    if classes and preset:
+        raise click.UsageError("give --classes or --preset, not both.")
+    if val_id_map and not val_labels:
+        raise click.UsageError("--val-id-map only applies together with --val-labels.")
+    params = ScanParams(src=src, out=out, classes=classes, preset=preset, split=split,
+                        val_labels=val_labels, val_id_map=val_id_map, workers=workers)
+    with progress_bar("scan", None, quiet) as tick:
+        result = run_scan(params, progress=tick)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    click.echo(f"{result.manifest}: {result.rows} rows ({result.new} new, {result.kept} kept, "
+               f"{result.removed} removed), {result.classes} classes")
+    click.echo("splits: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
+    click.echo("status: " + ", ".join(f"{k} {v}" for k, v in result.status.items()))
+    if result.reasons:
+        click.echo("reasons: " + ", ".join(f"{k} {v}" for k, v in result.reasons.items()))

@@ -1,0 +1,66 @@
+"""``imgnet verify MANIFEST``: check every image by its content; optionally write fixed copies."""
+
+from __future__ import annotations
+
+import click
+
+from imgnet_tools.cli.options import (
+    emit_json,
+    json_option,
+    progress_bar,
+    quiet_option,
+    workers_option,
+)
+from imgnet_tools.images.check import FIXABLE_REASONS
+
+
+@click.command("verify")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fix", "fix", type=click.Path(file_okay=False),
+              help="Write normalised RGB JPEG copies of fixable images here; rows point at them.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the manifest here instead of in place.")
+@click.option("--min-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Reject images whose shorter side is smaller.")
+@click.option("--max-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Reject images whose longer side is larger (0: no limit).")
+@click.option("--max-aspect", type=click.FloatRange(min=1.0), default=10.0, show_default=True,
+              help="Reject images whose long/short side ratio is larger.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
+              help="Decompression-bomb limit: reject (undecoded) images with more pixels.")
+@click.option("--allow-grayscale", is_flag=True, help="Count 8-bit grayscale images as ok, not fixable.")
+@click.option("--reject", multiple=True, type=click.Choice(FIXABLE_REASONS),
+              help="Treat this fixable reason as a rejection (repeatable), e.g. --reject animated.")
+@click.option("--fix-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of fixed copies.")
+@workers_option
+@quiet_option
+@json_option
+def verify(manifest: str, fix: str | None, out: str | None, min_size: int, max_size: int, max_aspect: float,
+           max_pixels: int, allow_grayscale: bool, reject: tuple[str, ...], fix_quality: int,
+           workers: int | None, quiet: bool, as_json: bool) -> None:
+    """Decode every image fully and judge it by content: format, mode, EXIF, frames, size, bombs.
+
+    \b
+    Examples:
+      imgnet verify work/manifest.parquet
+      imgnet verify work/manifest.parquet --fix work/fixed --min-size 64 --reject animated
+
+    Adds format, mode, width, height, sha256, status (ok | fixable | fixed | rejected), reason and
+    issues. Source files are only read. Re-runs skip rows already verified under the same policy.
+    """
+    from imgnet_tools.images.verify import VerifyParams
+    from imgnet_tools.images.verify import verify as run_verify
+
+    params = VerifyParams(manifest=manifest, out=out, fix=fix, min_size=min_size, max_size=max_size,
+                          max_aspect=max_aspect, max_pixels=max_pixels, allow_grayscale=allow_grayscale,
+                          reject=reject, fix_quality=fix_quality, workers=workers)
+    with progress_bar("verify", None, quiet) as tick:
+        result = run_verify(params, progress=tick)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    click.echo(f"{result.manifest}: {result.rows} rows, {result.checked} checked, {result.skipped} skipped, "
+               f"{result.fixed} fixed")
+    click.echo("status: " + ", ".join(f"{k} {v}" for k, v in result.status.items()))
+    if result.reasons:
+        click.echo("reasons: " + ", ".join(f"{k} {v}" for k, v in result.reasons.items()))
