@@ -59,7 +59,9 @@ setup(
     ],
     extras_require={
         "ray": ["ray>=2.9"],
-        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4"],
+        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4", "scipy>=1.10"],
+        # Reading the ILSVRC devkit's meta.mat (scan --val-id-map meta.mat).
+        "ilsvrc": ["scipy>=1.10"],
     },
     entry_points={"console_scripts": ["imgnet=imgnet_tools.cli.main:cli"]},
     classifiers=["Programming Language :: Python :: 3", "Typing :: Typed"],

@@ -15,7 +15,9 @@ The map (keep it true; ``tests/test_architecture.py`` checks that every package 
 ``execute``    run independent tasks: local process pool (default) or Ray (only ray importer).
 ``loader``     DALI pipeline (only nvidia.dali importer) and the plain PyTorch baseline loader.
 ``bench``      AlexNet (2012 two-tower and single-tower), DDP runner, timing, report.
-``recipes``    load, validate and run ``pipelines/*.yaml``.
+``recipes``    load, validate and run ``pipelines/*.yaml``; the stage registry recipes call.
+``report``     ``report.html`` (self-contained) and PNG figures for a run directory.
+``demodata``   the deterministic mini-ImageNet with planted faults (``imgnet demo-data``).
 
 Import rule: ``cli`` may import every library package; no library package imports ``cli`` or
 ``click``. Heavy dependencies (nltk, pyarrow, torch, nvidia.dali, ray) are imported inside the
