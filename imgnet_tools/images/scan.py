@@ -86,7 +86,12 @@ def scan(params: ScanParams, progress: Callable[[int], None] | None = None) -> S
 def outputs_complete(params: ScanParams) -> bool:
     """True when the manifest exists and a re-scan would produce exactly the same rows."""
     rows, existing, _ = _plan(params, None)
-    return bool(existing) and len(rows) == len(existing) and all(existing.get(r["source_path"]) == r for r in rows)
+    return bool(existing) and len(rows) == len(existing) and all(_same_row(existing.get(r["source_path"]), r) for r in rows)
+
+
+def _same_row(stored: dict[str, Any] | None, planned: dict[str, Any]) -> bool:
+    """Equal rows, a column missing on one side counting as null (later stages add columns)."""
+    return stored is not None and all(stored.get(k) == planned.get(k) for k in stored.keys() | planned.keys())
 
 
 def _plan(params: ScanParams, progress: Callable[[int], None] | None

@@ -1,0 +1,69 @@
+"""AlexNet: the 2012 two-tower network and the single-tower variant, shapes and parameter counts."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from imgnet_tools.bench.alexnet import MODELS, build_model, count_parameters, training_flops_per_image
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name: str, num_classes: int = 1000) -> nn.Module:
+    """Built once per test module: 60M random weights take a while to initialise."""
+    return build_model(name, num_classes).eval()
+
+
+def _by_hand_2012() -> int:
+    """Parameter count of the paper's layers, written out: weights + biases per layer."""
+    convs = [(3, 96, 11, 1), (96, 256, 5, 2), (256, 384, 3, 1), (384, 384, 3, 2), (384, 256, 3, 2)]
+    total = sum(cin // g * k * k * cout + cout for cin, cout, k, g in convs)
+    return total + (9216 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+
+
+def test_2012_parameter_count_matches_the_paper_layers() -> None:
+    model = _model("alexnet2012")
+    assert count_parameters(model) == _by_hand_2012()
+    assert round(count_parameters(model) / 1e6, 1) == 61.0  # "60 million" in the paper: 60.97M
+
+
+def test_single_tower_parameter_count() -> None:
+    assert round(count_parameters(_model("alexnet")) / 1e6, 1) == 61.1
+
+
+def test_2012_has_two_towers_and_lrn() -> None:
+    model = _model("alexnet2012")
+    groups = [m.groups for m in model.features if isinstance(m, nn.Conv2d)]
+    assert groups == [1, 2, 1, 2, 2]  # conv3 sees both towers, as in the paper
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.features) == 2
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in _model("alexnet").features)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_map_is_256x6x6_at_224(name: str) -> None:
+    model = _model(name)
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 6, 6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_shape_at_reduced_resolution(name: str) -> None:
+    """--image-size 64 (the CI setting) still gives one logit per class; the 6x6 pool adapts."""
+    model = _model(name)
+    with torch.no_grad():
+        assert model.features(torch.zeros(2, 3, 64, 64)).shape == (2, 256, 1, 1)
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def test_training_flops_are_about_4_gflop_at_224() -> None:
+    flops = training_flops_per_image(_model("alexnet2012"), 224)
+    assert 4.0e9 < flops < 4.5e9
+    assert training_flops_per_image(_model("alexnet2012"), 64) < flops / 2
+
+
+def test_unknown_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="alexnet2012"):
+        build_model("vgg16")
