@@ -67,3 +67,16 @@ def test_training_flops_are_about_4_gflop_at_224() -> None:
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(ValueError, match="alexnet2012"):
         build_model("vgg16")
+
+
+def test_smallest_input_is_63_pixels_and_params_enforce_it() -> None:
+    """63 px is the smallest input AlexNet's three max-pools accept; BenchParams refuses less."""
+    from imgnet_tools.bench.params import BenchParams
+    from imgnet_tools.errors import InputError
+
+    model = build_model("alexnet2012")
+    assert model(torch.zeros(1, 3, 63, 63)).shape == (1, 1000)
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(1, 3, 62, 62))
+    with pytest.raises(InputError, match="63"):
+        BenchParams(shards="x", image_size=62)

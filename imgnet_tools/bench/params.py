@@ -59,8 +59,8 @@ class BenchParams:
         for name in ("batch_size", "steps", "repeats", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1.")
-        if self.warmup < 0 or self.image_size < 32:
-            raise InputError("warmup must be >= 0 and image_size >= 32.")
+        if self.warmup < 0 or self.image_size < 63:
+            raise InputError("warmup must be >= 0 and image_size >= 63 (the smallest input AlexNet's three max-pools accept).")
         if (self.workers is not None and self.workers < 0) or (self.threads is not None and self.threads < 1):
             raise InputError("workers must be >= 0 and threads >= 1.")
         if not 0.0 <= self.hw_decoder_load <= 1.0:

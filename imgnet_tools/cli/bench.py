@@ -22,7 +22,7 @@ from imgnet_tools.errors import InputError
 @click.option("--loader", type=click.Choice(LOADER_CHOICES), default="both", show_default=True,
               help="DALI, the webdataset + PIL + DataLoader baseline, or both side by side.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per device per step.")
-@click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
+@click.option("--image-size", type=click.IntRange(min=63), default=224, show_default=True,
               help="Crop size. Below 224 (e.g. 64) is the reduced-resolution setting for CPU runs and CI.")
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps per repeat.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed steps first.")
