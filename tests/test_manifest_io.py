@@ -114,3 +114,18 @@ def test_validate_json_names_the_field() -> None:
 def test_schema_files_are_valid_json() -> None:
     for path in schemas.schemas_dir().glob("*.schema.json"):
         json.loads(path.read_text())
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    """mkstemp/mkdtemp make 0600/0700; shared datasets need what open()/mkdir() would give."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic.atomic_write_text(tmp_path / "f.txt", "x")
+        with atomic.atomic_output_dir(tmp_path / "d") as stage:
+            (stage / "g.txt").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -7,6 +7,7 @@ A crash leaves either the old file or the new one, never half of one. Temporary 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -18,18 +19,38 @@ from imgnet_tools.errors import OutputExistsError
 TMP_PREFIX = ".tmp-"
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, directory: bool = False) -> None:
+    """Give a mkstemp/mkdtemp result (0600/0700) the mode a plain open/mkdir would have."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success fsync and rename it over ``target``."""
+def atomic_path(target: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success fsync and rename it over ``target``.
+
+    ``fsync=False`` skips the fsync: the rename is still atomic for readers and for a killed
+    process, but not durable across a power loss (for small files whose integrity the caller
+    checks some other way, e.g. a hash in a record written after them).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _usual_mode(tmp_path)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -37,15 +58,15 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    with atomic_path(target) as tmp:
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``fsync``)."""
+    with atomic_path(target, fsync=fsync) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+def atomic_write_text(target: str | os.PathLike[str], text: str, fsync: bool = True) -> None:
     """Write UTF-8 ``text`` to ``target`` atomically (newlines written as is)."""
-    atomic_write_bytes(target, text.encode("utf-8"))
+    atomic_write_bytes(target, text.encode("utf-8"), fsync=fsync)
 
 
 @contextlib.contextmanager
@@ -62,6 +83,7 @@ def atomic_output_dir(target: str | os.PathLike[str], overwrite: bool = False) -
         raise OutputExistsError(f"{target} already exists and is not empty; pass --overwrite to replace it.")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent))
+    _usual_mode(staging, directory=True)
     try:
         yield staging
     except BaseException:
