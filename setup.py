@@ -45,7 +45,7 @@ setup(
         "click>=8.1",
         "nltk>=3.8",
         "pyarrow>=14",
-        "numpy>=1.24",
+        "numpy>=2.0",  # np.bitwise_count (dedup search)
         "pyyaml>=6.0",
         "jsonschema>=4.18",
         "webdataset>=0.2.86",

@@ -1,0 +1,230 @@
+"""64-bit DCT perceptual hash (pHash) of one image, fast enough to run over ImageNet.
+
+What: the image is reduced to a 32x32 grayscale thumbnail, a 2-D DCT-II is taken, the 8x8
+lowest-frequency coefficients are kept, and each of the 64 bits says whether its coefficient is
+above the median of the 63 non-DC coefficients (the same construction as imagededup's ``PHash``).
+Near-identical images (resized, recompressed, slightly cropped) get hashes a few bits apart;
+distinct images land about 32 bits apart.
+
+Why it is fast: JPEGs are decoded with ``Image.draft("L", ...)``, which lets libjpeg scale by
+1/2, 1/4 or 1/8 in the DCT domain and skip colour conversion, so a 500x375 photo is decoded at
+63x47; the 32x32 area-average and the DCT are folded into two precomputed matrices per input size
+(``P_h @ image @ P_w.T``), so no thumbnail is materialised. What remains is libjpeg's entropy
+decoding (about 85% of the time per image). Per-image problems are returned as a manifest reason
+code by :func:`hash_one`, never raised, so a batch always completes.
+
+Bit layout: bit 63 (the sign bit of the stored ``int64``) is coefficient (0, 0); coefficients
+follow in row-major order. Hashes are stored as signed ``int64`` (Parquet has no ``uint64`` in
+the manifest schema); :func:`to_unsigned` gives the ``uint64`` view used for Hamming distances.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from PIL import Image
+
+THUMB = 32  # thumbnail side the DCT is taken over
+HASH_SIDE = 8  # 8x8 low-frequency coefficients -> 64 bits
+REDUCE_TO = 64  # images whose short side is >= 2x this are box-reduced first
+_ORIENTATION_TAG = 0x0112
+
+
+@functools.cache
+def _dct_basis() -> np.ndarray:
+    """Rows 0..7 of the orthonormal 32-point DCT-II matrix (8x32, float32)."""
+    import numpy as np
+
+    n = np.arange(THUMB)
+    k = np.arange(HASH_SIDE)[:, None]
+    basis = np.cos(np.pi * (2 * n + 1) * k / (2 * THUMB)) * np.sqrt(2.0 / THUMB)
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4096)
+def _projection(src: int) -> np.ndarray:
+    """8 x ``src`` matrix: area-average ``src`` pixels down to 32, then the 8 lowest DCT rows.
+
+    ``P_h @ image @ P_w.T`` is the 8x8 DCT of the 32x32 area-averaged thumbnail, computed in one
+    pass over the (draft-decoded, hence small) image without materialising the thumbnail.
+    """
+    import numpy as np
+
+    return (_dct_basis() @ _projection_area(src)).astype(np.float32)
+
+
+def hash_gray(gray: np.ndarray) -> int:
+    """pHash of a 2-D grayscale array of any size, as a signed 64-bit int."""
+    import numpy as np
+
+    h, w = gray.shape
+    coeffs = (_projection(h) @ gray.astype(np.float32, copy=False) @ _projection(w).T).ravel()
+    ac = coeffs[1:].copy()
+    ac.partition(31)  # 63 AC coefficients: the median is the 32nd smallest
+    bits = coeffs > ac[31]
+    return int.from_bytes(np.packbits(bits).tobytes(), "big", signed=True)
+
+
+def hash_pixels(gray: np.ndarray) -> int:
+    """pHash of a 32x32 grayscale thumbnail (the textbook definition; equals :func:`hash_gray`)."""
+    return hash_gray(gray)
+
+
+def _oriented(thumb: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to a grayscale array, so rotated copies hash alike."""
+    import numpy as np
+
+    ops = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1, :],
+        5: lambda a: a.T, 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T,
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(thumb)) if op else thumb
+
+
+def gray_array(img: Image.Image) -> np.ndarray:
+    """Small upright float32 grayscale array of an opened image, at least 32 px a side when it can.
+
+    JPEGs are decoded at 1/2..1/8 scale in the DCT domain (``draft``); anything still larger than
+    about twice :data:`REDUCE_TO` is box-reduced in C before conversion, so a 4000x3000 PNG costs
+    little more than its decode.
+    """
+    import numpy as np
+    from PIL import Image
+
+    orientation = exif_orientation(img)
+    if img.format in ("JPEG", "MPO"):
+        img.draft("L", (THUMB, THUMB))
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(img.convert("F"), dtype=np.float32)
+        span = float(arr.max() - arr.min()) or 1.0
+        img = Image.fromarray(((arr - arr.min()) * (255.0 / span)).astype(np.uint8))
+    elif img.mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("L")
+    factor = min(img.size) // REDUCE_TO
+    if factor >= 2:
+        img = img.reduce(factor)
+    if img.mode != "L":
+        img = img.convert("L")
+    return _oriented(np.asarray(img, dtype=np.float32), orientation)
+
+
+def thumbnail(img: Image.Image) -> np.ndarray:
+    """32x32 float32 grayscale thumbnail (area-averaged) of an opened image, for inspection."""
+    import numpy as np
+
+    gray = gray_array(img)
+    h, w = gray.shape
+    area_h = _projection_area(h)
+    area_w = _projection_area(w)
+    return (area_h @ gray @ area_w.T).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4096)
+def _projection_area(src: int) -> np.ndarray:
+    """32 x ``src`` area-averaging matrix: output pixel i is the mean of source span i/32..(i+1)/32."""
+    import numpy as np
+
+    edges = np.linspace(0.0, float(src), THUMB + 1)
+    j = np.arange(src, dtype=np.float64)
+    overlap = np.minimum(edges[1:, None], j + 1) - np.maximum(edges[:-1, None], j)
+    return (np.clip(overlap, 0.0, None) / (src / THUMB)).astype(np.float32)
+
+
+def hash_image(img: Image.Image) -> int:
+    """pHash of an opened image (first frame)."""
+    return hash_gray(gray_array(img))
+
+
+def phash_file(path: str | os.PathLike[str] | BinaryIO) -> int:
+    """pHash of the image file at ``path`` (first frame). Raises on an unreadable file."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return hash_image(img)
+
+
+def to_unsigned(values: np.ndarray) -> np.ndarray:
+    """The ``uint64`` bit pattern of stored signed hashes (no copy)."""
+    import numpy as np
+
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
+
+
+@dataclass(frozen=True)
+class HashTask:
+    """One file to hash; ``need_sha256`` when the manifest lacks the content hash."""
+
+    path: str
+    need_sha256: bool = False
+
+
+@dataclass(frozen=True)
+class HashOutcome:
+    """Result for one file: ``phash`` and header size, or ``reason`` when it could not be hashed."""
+
+    phash: int | None
+    width: int | None
+    height: int | None
+    sha256: str | None
+    reason: str | None
+    detail: str | None = None
+
+
+def hash_one(task: HashTask) -> HashOutcome:
+    """Hash one file; every failure becomes a ``reason`` (per-image problems are rows)."""
+    from PIL import Image
+
+    try:
+        sha = None
+        if task.need_sha256:
+            with open(task.path, "rb") as fh:
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        with Image.open(task.path) as img:
+            width, height = img.size
+            if exif_orientation(img) in (5, 6, 7, 8):  # rotated by 90 degrees: report upright size
+                width, height = height, width
+            value = hash_image(img)
+        return HashOutcome(value, width, height, sha, None)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files; each is a row's reason
+        return HashOutcome(None, None, None, None, failure_reason(exc), f"{type(exc).__name__}: {exc}"[:300])
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The manifest reason code (schemas/manifest.schema.json ``reason_values``) for a failed hash."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not_an_image"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return "unreadable"  # a file-system error (permissions, I/O), not bad image data
+    return "truncated" if "truncated" in str(exc).lower() else "corrupt"
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
+    if img.format not in ("JPEG", "MPO", "TIFF", "WEBP", "PNG"):
+        return 1
+    if img.format in ("JPEG", "MPO", "WEBP", "PNG") and "exif" not in img.info:
+        return 1  # no EXIF block at all: skip building an Exif object (hot path)
+    try:
+        value = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: hash the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def hash_batch(tasks: Sequence[HashTask]) -> list[HashOutcome]:
+    """Hash a batch of files in order (the unit of work sent to a worker process)."""
+    return [hash_one(t) for t in tasks]
