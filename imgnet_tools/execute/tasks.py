@@ -1,0 +1,124 @@
+"""Run independent tasks on a chosen executor, with retries when a worker dies.
+
+``run_tasks`` is what stages call: the local process pool (default) or Ray, picked by
+:class:`ExecutorParams`. Results come back in task order whichever executor ran them. A task
+whose worker process dies (killed, out of memory) is retried up to ``retries`` times; an exception
+raised by the task itself is a run-level error and is raised as is (tasks turn per-item problems
+into data, so an exception means something the whole run should stop for, like a full disk).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
+
+from imgnet_tools.errors import ImgnetError, InputError
+
+T = TypeVar("T")
+R = TypeVar("R")
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorParams:
+    """``executor``: local or ray; ``address``: Ray cluster address (``auto``: a running local
+    cluster, or a new one); ``workers``: processes (local) or CPUs of a new Ray (None: all cores)."""
+
+    executor: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    retries: int = 2
+
+
+class WorkerLostError(ImgnetError):
+    """A task's worker died more times than the retries allow."""
+
+
+def default_workers() -> int:
+    """Every core this process may use."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_tasks(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    params: ExecutorParams = ExecutorParams(),
+    on_done: Callable[[int, R], None] | None = None,
+) -> list[R]:
+    """``[fn(item) for item in items]`` on the chosen executor; ``on_done(i, result)`` as each finishes."""
+    if params.executor not in EXECUTORS:
+        raise InputError(f"unknown executor {params.executor!r}; use one of {', '.join(EXECUTORS)}.")
+    if params.executor == "ray":
+        from imgnet_tools.execute.ray_executor import run_on_ray
+
+        return run_on_ray(fn, items, params, on_done)
+    if params.address is not None:
+        raise InputError("--address is only for --executor ray.")
+    return run_local(fn, items, params.workers or default_workers(), params.retries, on_done)
+
+
+def run_local(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    retries: int = 2,
+    on_done: Callable[[int, R], None] | None = None,
+) -> list[R]:
+    """Run on a local process pool; a pool broken by a dead worker is rebuilt and its unfinished
+    tasks resubmitted (each task at most ``retries`` extra times). One worker: inline."""
+    results: dict[int, R] = {}
+    if workers <= 1 or len(items) <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item)
+            if on_done is not None:
+                on_done(i, results[i])
+        return [results[i] for i in range(len(items))]
+    attempts = [0] * len(items)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if fn.__module__.startswith("imgnet_tools.") and "forkserver" in methods:
+        # Workers forked from a server that has the task's module imported start at once (only
+        # takes effect when this process starts its fork server, i.e. on its first pool).
+        ctx.set_forkserver_preload([fn.__module__])
+    while len(results) < len(items):
+        pending = [i for i in range(len(items)) if i not in results]
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+            futures = {pool.submit(fn, items[i]): i for i in pending}
+            try:
+                _collect(futures, results, attempts, retries, on_done)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return [results[i] for i in range(len(items))]
+
+
+def _collect(
+    futures: dict["cf.Future[R]", int],
+    results: dict[int, R],
+    attempts: list[int],
+    retries: int,
+    on_done: Callable[[int, R], None] | None,
+) -> None:
+    """Gather finished futures into ``results``; count a broken pool against every unfinished task
+    (we cannot tell which task killed the worker)."""
+    for future in cf.as_completed(futures):
+        i = futures[future]
+        try:
+            results[i] = future.result()
+        except cf.process.BrokenProcessPool:
+            attempts[i] += 1
+            if attempts[i] > retries:
+                raise WorkerLostError(
+                    f"a worker died {attempts[i]} times while task {i} was pending; check memory and "
+                    "system logs (dmesg), then run again: finished work is kept."
+                ) from None
+            continue
+        if on_done is not None:
+            on_done(i, results[i])

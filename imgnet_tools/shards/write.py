@@ -1,0 +1,242 @@
+"""``imgnet shard``: a verified, deduplicated manifest -> webdataset shards + indexes + manifests.
+
+Entry point per docs/CONTRACTS.md: :class:`ShardParams`, :func:`shard`, :func:`outputs_complete`.
+The run: select and plan (``plan``), take the output lock and check or record the run
+(``state``), write every shard not already done as one task each on the chosen executor
+(``worker``; local pool or Ray, identical output), then write ``manifest.parquet`` from the shard
+slices and ``dataset.json`` last.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from imgnet_tools import __version__
+from imgnet_tools.errors import ImgnetError, InputError
+from imgnet_tools.execute.tasks import ExecutorParams, run_tasks
+from imgnet_tools.manifest.atomic import atomic_write_text
+from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.shards import state
+from imgnet_tools.shards.plan import ShardPlan, order, plan_shards, select, selection_fingerprint
+from imgnet_tools.shards.transform import TransformParams
+from imgnet_tools.shards.worker import ShardTask, commit, write_shard
+
+# Parameters that decide the output bytes (a re-run must match them); the rest only decide speed.
+OUTPUT_PARAMS = ("size", "max_bytes", "seed", "shuffle", "resize_short", "max_side", "quality", "prefix")
+
+
+@dataclass(frozen=True)
+class ShardParams:
+    """Parameters of ``imgnet shard`` (field names are the CLI option names)."""
+
+    manifest: str
+    out: str
+    size: int = 1000
+    max_bytes: int | None = None
+    seed: int = 0
+    shuffle: bool = True
+    resize_short: int | None = None
+    max_side: int | None = None
+    quality: int = 90
+    prefix: str = "{split}"
+    words: str | None = None
+    executor: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    overwrite: bool = False
+
+    def output_params(self) -> dict[str, Any]:
+        """The parameters recorded in run.json and dataset.json."""
+        return {name: getattr(self, name) for name in OUTPUT_PARAMS}
+
+    def transform(self) -> TransformParams:
+        return TransformParams(self.resize_short, self.max_side, self.quality)
+
+
+@dataclass
+class ShardResult:
+    """What a shard run did (``to_dict`` is what ``--json`` prints)."""
+
+    out: str
+    samples: int
+    shards: int
+    written: int
+    resumed: int
+    bytes: int
+    skipped: dict[str, int]
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _validate(params: ShardParams) -> None:
+    checks = [(params.size >= 1, "--size must be at least 1"),
+              (params.max_bytes is None or params.max_bytes > 0, "--max-bytes must be positive"),
+              (params.resize_short is None or params.resize_short >= 1, "--resize-short must be at least 1"),
+              (params.max_side is None or params.max_side >= 1, "--max-side must be at least 1"),
+              (1 <= params.quality <= 100, "--quality must be within 1..100")]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+
+
+def _read_manifest(path: str) -> list[dict[str, Any]]:
+    from imgnet_tools.manifest.parquet import read_table
+
+    rows: list[dict[str, Any]] = read_table(path, "manifest").to_pylist()
+    return rows
+
+
+def _class_list(rows: list[dict[str, Any]], words: str | None) -> list[dict[str, Any]]:
+    names = _read_words(words) if words else {}
+    seen: dict[int, str | None] = {}
+    for row in rows:
+        if row.get("label") is not None:
+            seen.setdefault(int(row["label"]), row.get("wnid"))
+    return [{"index": i, "wnid": seen[i], "name": names.get(seen[i] or "")} for i in sorted(seen)]
+
+
+def _read_words(path: str) -> dict[str, str]:
+    """ImageNet ``words.txt``: ``wnid<TAB>names`` per line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read --words {path}: {exc.strerror}") from exc
+    return dict(line.split("\t", 1) for line in lines if "\t" in line)
+
+
+def count_selected(manifest: str) -> int:
+    """Rows ``imgnet shard`` would take from ``manifest`` (for a progress bar's length)."""
+    from imgnet_tools.manifest.parquet import read_table
+
+    statuses = read_table(manifest, "manifest", columns=["status"]).column("status").to_pylist()
+    return sum(1 for s in statuses if s in ("ok", "fixed"))
+
+
+def shard(params: ShardParams, progress: Callable[[int], None] | None = None) -> ShardResult:
+    """Write the shard directory ``params.out`` from ``params.manifest``; resume a matching run.
+
+    ``progress`` is called with the number of samples in each shard as it is finished.
+    """
+    _validate(params)
+    rows = _read_manifest(params.manifest)
+    samples, skipped = select(rows)
+    if not samples:
+        raise InputError(
+            f"{params.manifest} has no rows with status ok or fixed ({len(rows)} rows: "
+            f"{dict(skipped) or 'empty'}); run `imgnet verify` first, or check the manifest."
+        )
+    plans = plan_shards(order(samples, params.seed, params.shuffle), params.size, params.max_bytes, params.prefix)
+    transform = params.transform()
+    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform, p.fingerprint(asdict(transform))) for p in plans]
+    out = Path(params.out)
+    fingerprint = selection_fingerprint(samples)
+    with state.locked(out):
+        state.prepare(out, params.output_params(), fingerprint, len(plans), params.overwrite)
+        records, todo = _done(out, tasks, progress)
+        if todo:  # dataset.json must never describe shards that are being rewritten
+            (out / state.DATASET_NAME).unlink(missing_ok=True)
+        _run(out, [tasks[i] for i in todo], ExecutorParams(params.executor, params.address, params.workers),
+             records, progress)
+        ordered = [records[t.plan.stem] for t in tasks]
+        _write_manifest(out, ordered)
+        doc = _dataset_doc(params, rows, samples, skipped, plans, ordered, fingerprint)
+        atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
+    failed = [f for r in ordered for f in r["failed"]]
+    return ShardResult(str(out), doc["samples"], len(plans), len(todo), len(plans) - len(todo),
+                       sum(r["bytes"] for r in ordered), dict(sorted(skipped.items())), failed)
+
+
+def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, records: dict[str, Any],
+         progress: Callable[[int], None] | None) -> None:
+    """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns."""
+
+    def done(_: int, result: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+        record, shard_rows = result
+        commit(out, record, shard_rows)
+        records[Path(record["file"]).stem] = record
+        if progress is not None:
+            progress(record["samples"] + len(record["failed"]))
+
+    try:
+        run_tasks(write_shard, tasks, executor, on_done=done)
+    except OSError as exc:  # disk full, quota, permissions: the run stops, finished shards stay done
+        raise ImgnetError(
+            f"writing shards to {out} failed: {exc.strerror or exc}; free space or fix the problem and run "
+            f"the same command again ({len(records)} finished shards are kept)."
+        ) from exc
+
+
+def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | None) -> tuple[dict[str, Any], list[int]]:
+    """Records of shards already done with this plan, and the task numbers still to run."""
+    records: dict[str, Any] = {}
+    todo = []
+    for i, task in enumerate(tasks):
+        record = state.done_record(out, task.plan.stem, task.fingerprint)
+        if record is None:
+            todo.append(i)
+        else:
+            records[task.plan.stem] = record
+            if progress is not None:
+                progress(len(task.plan.samples))
+    return records, todo
+
+
+def _write_manifest(out: Path, records: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+
+    from imgnet_tools.manifest.parquet import arrow_schema, read_table, write_table
+
+    tables = [read_table(out / Path(r["file"]).with_suffix(".parquet"), "shard_manifest") for r in records]
+    schema = arrow_schema("shard_manifest")
+    table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+    write_table(table, out / state.MANIFEST_NAME, "shard_manifest")
+
+
+def _dataset_doc(params: ShardParams, rows: list[dict[str, Any]], samples: list[Any], skipped: Counter[str],
+                 plans: list[ShardPlan], records: list[dict[str, Any]], fingerprint: str) -> dict[str, Any]:
+    failed_keys = {f["key"] for r in records for f in r["failed"]}
+    kept = [s for s in samples if s.source_key not in failed_keys]
+    splits: dict[str, dict[str, Any]] = {}
+    for plan, record in zip(plans, records):
+        entry = splits.setdefault(plan.split, {"samples": 0, "shards": 0, "bytes": 0, "class_counts": Counter()})
+        entry["samples"] += record["samples"]
+        entry["shards"] += 1
+        entry["bytes"] += record["bytes"]
+    for sample in kept:
+        splits[sample.split]["class_counts"][str(-1 if sample.label is None else sample.label)] += 1
+    for entry in splits.values():
+        entry["class_counts"] = dict(sorted(entry["class_counts"].items(), key=lambda kv: int(kv[0])))
+    doc = {
+        "format_version": format_version("dataset"), "created_by": f"imgnet {__version__}",
+        "params": params.output_params(),
+        "source": {"manifest": params.manifest, "fingerprint": fingerprint, "rows": len(rows),
+                   "selected": len(samples), "skipped": dict(sorted(skipped.items()))},
+        "samples": sum(r["samples"] for r in records), "splits": splits,
+        "classes": _class_list([r for r in rows if r["status"] in ("ok", "fixed")], params.words),
+        "shards": [{"file": r["file"], "index": r["index"], "split": r["split"], "samples": r["samples"],
+                    "bytes": r["bytes"], "sha256": r["sha256"], "index_file": Path(r["file"]).with_suffix(".idx").name,
+                    "manifest_file": Path(r["file"]).with_suffix(".parquet").name} for r in records],
+        "failed": [f for r in records for f in r["failed"]], "manifest": state.MANIFEST_NAME,
+    }
+    validate_json(doc, "dataset", "dataset.json")
+    return doc
+
+
+def outputs_complete(params: ShardParams) -> bool:
+    """True when ``params.out`` holds a finished run with these parameters (a re-run would do nothing)."""
+    out = Path(params.out)
+    run = state.read_json(out / state.STATE_DIR / state.RUN_NAME, "shard_run")
+    doc = state.read_json(out / state.DATASET_NAME, "dataset")
+    if run is None or doc is None or run["params"] != params.output_params():
+        return False
+    try:
+        rows = _read_manifest(params.manifest)
+    except Exception:
+        return False
+    samples, _ = select(rows)
+    return bool(run["fingerprint"] == selection_fingerprint(samples))

@@ -1,0 +1,225 @@
+"""imgnet shard: layout, round trips through reference readers, equal shards, corner cases."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.shard_data import jpeg_bytes, make_dataset, row_for, write_manifest
+
+from imgnet_tools.errors import InputError
+from imgnet_tools.manifest.parquet import read_table
+from imgnet_tools.manifest.schemas import validate_json, validate_text
+from imgnet_tools.shards.plan import even_bounds
+from imgnet_tools.shards.write import ShardParams, shard
+
+CLASSES = {"n01440764": 9, "n01443537": 7, "n01484850": 1}  # the last class has one image
+
+
+def _run(tmp_path: Path, rows: list[dict], out: str = "out", **kwargs) -> tuple[Path, dict]:
+    manifest = write_manifest(rows, tmp_path / "manifest.parquet")
+    params = ShardParams(manifest=str(manifest), out=str(tmp_path / out), **{"workers": 1, **kwargs})
+    result = shard(params)
+    return tmp_path / out, result.to_dict()
+
+
+def _dataset(out: Path) -> dict:
+    return json.loads((out / "dataset.json").read_text())
+
+
+def test_layout_counts_and_schemas(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", CLASSES)
+    rows[0]["status"], rows[1]["status"], rows[2]["status"] = "rejected", "duplicate", "fixable"
+    out, result = _run(tmp_path, rows, size=5)
+    assert result["skipped"] == {"duplicate": 1, "fixable": 1, "rejected": 1}
+    assert result["samples"] == 14 and result["shards"] == 3
+    doc = _dataset(out)
+    validate_json(doc, "dataset", "dataset.json")
+    assert [s["samples"] for s in doc["shards"]] == [5, 5, 4]
+    assert doc["splits"]["train"]["samples"] == 14 and doc["splits"]["train"]["shards"] == 3
+    assert doc["splits"]["train"]["class_counts"] == {"0": 6, "1": 7, "2": 1}
+    assert [c["wnid"] for c in doc["classes"]] == sorted(CLASSES)
+    for entry in doc["shards"]:
+        tar = out / entry["file"]
+        assert entry["bytes"] == tar.stat().st_size and entry["sha256"] == hashlib.sha256(tar.read_bytes()).hexdigest()
+        assert validate_text(out / entry["index_file"], "shard_index") == entry["samples"] + 1
+        assert read_table(out / entry["manifest_file"], "shard_manifest").num_rows == entry["samples"]
+        validate_json(json.loads((out / "_state" / f"{tar.stem}.json").read_text()), "shard_record")
+    validate_json(json.loads((out / "_state" / "run.json").read_text()), "shard_run")
+    assert read_table(out / "manifest.parquet", "shard_manifest").num_rows == 14
+    assert not [p for p in out.rglob(".tmp-*")]
+
+
+def test_python_tarfile_and_webdataset_read_back_every_sample(tmp_path: Path) -> None:
+    import webdataset as wds
+
+    rows = make_dataset(tmp_path / "img", CLASSES)
+    out, _ = _run(tmp_path, rows, size=6)
+    manifest = read_table(out / "manifest.parquet", "shard_manifest").to_pylist()
+    source = {r["key"]: r for r in rows}
+    # tarfile: exact names, order, offsets, bytes, fixed header fields.
+    for row in manifest:
+        with tarfile.open(out / row["shard"]) as archive:
+            member = archive.getmember(f"{row['key']}.jpg")
+            assert (member.offset, member.offset_data, member.size) == (row["jpg_header_offset"], row["jpg_offset"], row["jpg_size"])
+            assert (member.mtime, member.uid, member.gid, member.uname, member.mode) == (946684800, 0, 0, "imgnet", 0o444)
+            data = archive.extractfile(member).read()
+        assert data == Path(source[row["source_key"]]["path"]).read_bytes()
+        with open(out / row["shard"], "rb") as fh:
+            fh.seek(row["cls_offset"])
+            assert fh.read(row["cls_size"]) == str(row["label"]).encode()
+    # webdataset: every sample, label and byte.
+    urls = [str(out / s["file"]) for s in _dataset(out)["shards"]]
+    seen = []
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        src = source[meta["key"]]
+        assert sample["jpg"] == Path(src["path"]).read_bytes()
+        assert int(sample["cls"]) == src["label"] and meta["wnid"] == src["wnid"] and meta["sha256"] == src["sha256"]
+        assert (meta["width"], meta["height"], meta["path"]) == (src["width"], src["height"], src["source_path"])
+        seen.append(sample["__key__"])
+    assert seen == [r["key"] for r in manifest] and len(seen) == len(rows)
+
+
+def test_shuffle_is_seeded_and_mixes_classes_no_shuffle_keeps_order(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": 10, "n01443537": 10})
+    out, _ = _run(tmp_path, rows, out="a", size=10, seed=1)
+    again, _ = _run(tmp_path, rows, out="b", size=10, seed=1)
+    other, _ = _run(tmp_path, rows, out="c", size=10, seed=2)
+    plain, _ = _run(tmp_path, rows, out="d", size=10, shuffle=False)
+
+    def keys(d: Path) -> list[str]:
+        return read_table(d / "manifest.parquet", "shard_manifest").column("source_key").to_pylist()
+
+    assert keys(out) == keys(again) != keys(other)
+    assert keys(plain) == [r["key"] for r in rows]
+    first = read_table(out / "train-000000.parquet", "shard_manifest").column("label").to_pylist()
+    assert set(first) == {0, 1}
+
+
+@pytest.mark.parametrize("count, size, expected", [(1, 4, [1]), (4, 4, [4]), (5, 4, [3, 2]), (9, 4, [3, 3, 3])])
+def test_corner_counts(tmp_path: Path, count: int, size: int, expected: list[int]) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": count})
+    out, _ = _run(tmp_path, rows, size=size)
+    assert [s["samples"] for s in _dataset(out)["shards"]] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 5000), st.integers(1, 300))
+def test_even_bounds_differ_by_at_most_one(n: int, k: int) -> None:
+    lengths = [b - a for a, b in even_bounds(n, k)]
+    assert sum(lengths) == n and len(lengths) == k and max(lengths) - min(lengths) <= 1
+
+
+def test_max_bytes_caps_every_shard(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": 12}, size=(160, 120))
+    cap = 40_000
+    out, _ = _run(tmp_path, rows, size=100, max_bytes=cap)
+    shards = _dataset(out)["shards"]
+    assert len(shards) > 1 and all(s["bytes"] <= cap for s in shards)
+    counts = [s["samples"] for s in shards]
+    assert max(counts) - min(counts) <= 1
+    with pytest.raises(InputError, match="max-bytes"):
+        _run(tmp_path, rows, out="tiny", max_bytes=2000)
+
+
+def test_splits_get_their_own_shards_and_prefix(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": 3}) + make_dataset(tmp_path / "img", {"n01440764": 2}, split="val")
+    out, _ = _run(tmp_path, rows, size=2, prefix="inet-{split}")
+    assert sorted(p.name for p in out.glob("*.tar")) == ["inet-train-000000.tar", "inet-train-000001.tar", "inet-val-000000.tar"]
+    assert _dataset(out)["splits"]["val"] == {"samples": 2, "shards": 1, "bytes": (out / "inet-val-000000.tar").stat().st_size,
+                                              "class_counts": {"0": 2}}
+    with pytest.raises(InputError, match="split"):
+        _run(tmp_path, rows, out="clash", prefix="inet")
+
+
+def test_empty_or_unusable_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no rows with status ok or fixed"):
+        _run(tmp_path, [])
+    rows = make_dataset(tmp_path / "img", {"n01440764": 2})
+    for row in rows:
+        row["status"] = "rejected"
+    with pytest.raises(InputError, match="rejected"):
+        _run(tmp_path, rows)
+
+
+def test_huge_tiny_png_and_rotated_images(tmp_path: Path) -> None:
+    folder = tmp_path / "img"
+    folder.mkdir()
+    files = {
+        "huge__3000x2000.jpg": (jpeg_bytes(3000, 2000, 1), 3000, 2000),
+        "tiny__1x1.jpg": (jpeg_bytes(1, 1, 2), 1, 1),
+        "png__not_jpeg.png": (jpeg_bytes(30, 20, 3, fmt="PNG"), 30, 20),
+        "rotated__exif6.jpg": (jpeg_bytes(40, 30, 4, exif_orientation=6), 30, 40),
+    }
+    rows = []
+    for i, (name, (data, w, h)) in enumerate(files.items()):
+        (folder / name).write_bytes(data)
+        rows.append(row_for(folder / name, name.split("__")[0], "train", i, f"n0000000{i}", w, h))
+    out, _ = _run(tmp_path, rows, out="copy", size=10)
+    stored = {r["source_key"]: r for r in read_table(out / "manifest.parquet", "shard_manifest").to_pylist()}
+    assert [stored[k]["reencoded"] for k in ("huge", "tiny", "png", "rotated")] == [False, False, True, False]
+    assert (stored["png"]["width"], stored["png"]["height"]) == (30, 20)
+    out, _ = _run(tmp_path, rows, out="resized", size=10, resize_short=32, max_side=20, quality=80)
+    stored = {r["source_key"]: r for r in read_table(out / "manifest.parquet", "shard_manifest").to_pylist()}
+    assert (stored["huge"]["width"], stored["huge"]["height"]) == (20, 13)
+    assert (stored["png"]["width"], stored["png"]["height"]) == (20, 13)
+    assert (stored["tiny"]["width"], stored["tiny"]["height"], stored["tiny"]["reencoded"]) == (1, 1, False)
+    assert (stored["rotated"]["width"], stored["rotated"]["height"]) == (15, 20)  # upright: portrait
+    from PIL import Image
+
+    with tarfile.open(out / "train-000000.tar") as archive:
+        for row in stored.values():
+            data = archive.extractfile(f"{row['key']}.jpg").read()
+            with Image.open(io.BytesIO(data)) as image:
+                assert image.format == "JPEG" and image.size == (row["width"], row["height"])
+            assert hashlib.sha256(data).hexdigest() == row["sha256"]
+
+
+def test_unreadable_and_changed_files_are_rows_not_exceptions(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": 6})
+    Path(rows[0]["path"]).unlink()
+    Path(rows[1]["path"]).write_bytes(jpeg_bytes(20, 20, 99))  # size and mtime change
+    Path(rows[2]["path"]).write_bytes(b"\xff\xd8\xff garbage")
+    rows[2].update(sha256=hashlib.sha256(b"\xff\xd8\xff garbage").hexdigest(), mtime_ns=None)
+    rows[3]["mtime_ns"] = None  # no scan record: the content hash decides
+    Path(rows[3]["path"]).write_bytes(jpeg_bytes(21, 20, 98))
+    out, result = _run(tmp_path, rows, size=3, resize_short=8)
+    reasons = {f["key"]: f["reason"] for f in result["failed"]}
+    assert reasons[rows[0]["key"]].startswith("unreadable")
+    assert reasons[rows[1]["key"]].startswith("changed since scan")
+    assert reasons[rows[2]["key"]].startswith("undecodable")
+    assert reasons[rows[3]["key"]].startswith("changed since verify")
+    doc = _dataset(out)
+    assert doc["samples"] == 2 and len(doc["failed"]) == 4 and doc["splits"]["train"]["class_counts"] == {"0": 2}
+
+
+def test_unsafe_keys_are_sanitized(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", {"n01440764": 4})
+    for row, key in zip(rows, ["../escape", ".hidden", "a/b.c", "ctl\x01char"]):
+        row["key"] = key
+    out, _ = _run(tmp_path, rows, size=10)
+    with tarfile.open(out / "train-000000.tar") as archive:
+        names = archive.getnames()
+    assert len(names) == 12 and len({n.split(".")[0] for n in names}) == 4
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and name.count(".") == 1 and name.isprintable()
+    stored = read_table(out / "manifest.parquet", "shard_manifest").column("source_key").to_pylist()
+    assert sorted(stored) == sorted(["../escape", ".hidden", "a/b.c", "ctl\x01char"])
+
+
+def test_global_manifest_is_the_concatenated_slices(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", CLASSES)
+    out, _ = _run(tmp_path, rows, size=4)
+    slices = [pq.read_table(out / s["manifest_file"]).to_pylist() for s in _dataset(out)["shards"]]
+    whole = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert whole == [row for part in slices for row in part]
+    assert Counter(r["shard"] for r in whole) == Counter({s["file"]: s["samples"] for s in _dataset(out)["shards"]})
