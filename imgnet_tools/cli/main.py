@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -92,4 +91,4 @@ def main() -> None:  # pragma: no cover - thin wrapper for console scripts
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
