@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.bench.params import BenchParams
+from imgnet_tools.execute.local import available_cores
 from imgnet_tools.errors import ImgnetError, InputError, OutputExistsError, SchemaError
 from imgnet_tools.loader.shardset import ShardSet, find_shards
 from imgnet_tools.manifest.atomic import atomic_write_text
@@ -39,13 +40,6 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         """The report itself (what ``--json`` prints)."""
         return self.report
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _free_port() -> int:
@@ -118,7 +112,7 @@ def _context(params: BenchParams, shards: ShardSet, workers: int, threads: int, 
         "params": {**asdict(params), "workers": workers, "threads": threads},
         "dataset": {"shards": str(shards.root), "split": shards.split, "shard_files": len(shards.tars),
                     "samples": shards.samples, "num_classes": shards.num_classes},
-        "host": {"hostname": platform.node(), "cpus": _cores(), "platform": platform.platform()},
+        "host": {"hostname": platform.node(), "cpus": available_cores(), "platform": platform.platform()},
         "versions": _versions(),
     }
 
@@ -134,8 +128,8 @@ def bench(params: BenchParams, progress: Callable[[int], None] | None = None) ->
     shards = find_shards(params.shards, params.split)
     check_devices(params)
     _check_out(params)
-    workers = params.workers if params.workers is not None else max(1, _cores() // params.world)
-    threads = params.threads or max(1, _cores() // params.world)
+    workers = params.workers if params.workers is not None else max(1, available_cores() // params.world)
+    threads = params.threads or max(1, available_cores() // params.world)
     ranks = _spawn(params, workers, threads)
     if progress is not None:
         progress(1)

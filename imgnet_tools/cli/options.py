@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -21,14 +20,6 @@ workers_option = click.option(
     help="Worker processes (default: every core).",
 )
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars on stderr.")
-
-
-def default_workers() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def emit_json(doc: Any) -> None:

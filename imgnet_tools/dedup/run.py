@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgnet_tools.errors import InputError
+from imgnet_tools.execute.local import resolve_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -81,12 +81,7 @@ class DedupParams:
         return Path(self.out) if self.out else Path(self.manifest).resolve().parent
 
     def n_workers(self) -> int:
-        if self.workers:
-            return self.workers
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+        return resolve_workers(self.workers)
 
 
 @dataclass

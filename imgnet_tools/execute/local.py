@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def available_cores() -> int:
+    """Every core this process may use (its CPU affinity, not the machine's core count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``workers`` when given (at least 1), else every core this process may use."""
+    return max(1, workers) if workers is not None else available_cores()
 
 
 def map_ordered(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgnet_tools.execute.local import map_ordered
+from imgnet_tools.execute.local import map_ordered, resolve_workers
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.images.check import REASON_ORDER
 from imgnet_tools.images.classes import ClassList, derive_classes, is_wnid, load_classes
@@ -110,16 +110,6 @@ def _plan(params: ScanParams, progress: Callable[[int], None] | None
     alloc = keymod.KeyAllocator({existing[p]["key"] for p in map(stored_path, (c.path for c in cands)) if p in existing})
     rows = [_row(c, found, classes, existing, alloc) for c, found in zip(cands, probes)]
     return rows, existing, classes
-
-
-def resolve_workers(workers: int | None) -> int:
-    """``workers`` or, when None, every core this process may use."""
-    if workers is not None:
-        return max(1, workers)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def stored_path(path: str) -> str:

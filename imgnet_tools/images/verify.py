@@ -35,7 +35,8 @@ from imgnet_tools.images.check import (
     check_image,
 )
 from imgnet_tools.images.fix import DEFAULT_QUALITY, normalize_to_jpeg
-from imgnet_tools.images.scan import SCAN_REASONS, os_reason, resolve_workers
+from imgnet_tools.execute.local import resolve_workers
+from imgnet_tools.images.scan import SCAN_REASONS, os_reason
 from imgnet_tools.manifest.atomic import atomic_write_bytes
 
 VERIFIED = frozenset({"ok", "fixable", "fixed", "rejected", "duplicate"})
