@@ -156,8 +156,11 @@ def _run_section(data: RunData) -> str:
         return '<p class="note">No run.json here: this directory was not made by <code>imgnet run</code>.</p>'
     rows = [[s["id"], s["stage"], s["action"], "" if s["seconds"] is None else s["seconds"], s["error"] or ""]
             for s in run["steps"]]
+    status = run["status"]
+    if status == "running" and any(s["stage"] == "report" and s["action"] == "running" for s in run["steps"]):
+        status = "running (this report is written by one of its steps)"
     head = (f"<p>Recipe <b>{html.escape(run['recipe']['name'])}</b> ({html.escape(run['recipe']['path'])}), "
-            f"status <b>{html.escape(run['status'])}</b>, started {html.escape(run['started'])}.</p>")
+            f"status <b>{html.escape(status)}</b>, started {html.escape(run['started'])}.</p>")
     return head + _table(rows, ["step", "stage", "action", "seconds", "error"])
 
 
