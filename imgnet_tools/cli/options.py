@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import click
 
@@ -25,6 +25,12 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 def emit_json(doc: Any) -> None:
     """Write a JSON document to stdout (results go to stdout, people-facing text to stderr)."""
     click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def echo_counts(label: str, counts: Mapping[str, int]) -> None:
+    """One summary line on stdout, e.g. ``status: ok 10, rejected 2``; nothing for no counts."""
+    if counts:
+        click.echo(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def note(message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from imgnet_tools.cli.options import (
+    echo_counts,
     emit_json,
     json_option,
     progress_bar,
@@ -56,7 +57,6 @@ def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None
         return
     click.echo(f"{result.manifest}: {result.rows} rows ({result.new} new, {result.kept} kept, "
                f"{result.removed} removed), {result.classes} classes")
-    click.echo("splits: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
-    click.echo("status: " + ", ".join(f"{k} {v}" for k, v in result.status.items()))
-    if result.reasons:
-        click.echo("reasons: " + ", ".join(f"{k} {v}" for k, v in result.reasons.items()))
+    echo_counts("splits", result.splits)
+    echo_counts("status", result.status)
+    echo_counts("reasons", result.reasons)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from imgnet_tools.cli.options import (
+    echo_counts,
     emit_json,
     json_option,
     progress_bar,
@@ -61,6 +62,5 @@ def verify(manifest: str, fix: str | None, out: str | None, min_size: int, max_s
         return
     click.echo(f"{result.manifest}: {result.rows} rows, {result.checked} checked, {result.skipped} skipped, "
                f"{result.fixed} fixed")
-    click.echo("status: " + ", ".join(f"{k} {v}" for k, v in result.status.items()))
-    if result.reasons:
-        click.echo("reasons: " + ", ".join(f"{k} {v}" for k, v in result.reasons.items()))
+    echo_counts("status", result.status)
+    echo_counts("reasons", result.reasons)
