@@ -140,8 +140,9 @@ def _pil_resize_loop(rows: list[dict[str, Any]], out: Path, short: int = 256) ->
 
 
 def _dd(target: Path, nbytes: int) -> None:
-    blocks = max(1, nbytes // (4 << 20))
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=4M", f"count={blocks}", "conv=fsync"],
+    """``nbytes`` exactly (``iflag=count_bytes``: whole 4 MiB blocks would leave out the tail and
+    credit dd with bytes it did not write), 4 MiB at a time, fsynced before dd exits."""
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=4M", f"count={nbytes}", "iflag=count_bytes", "conv=fsync"],
                    check=True, capture_output=True)
 
 

@@ -64,6 +64,33 @@ def run_tasks(
     return run_local(fn, items, params.workers or default_workers(), params.retries, on_done)
 
 
+def _context(fn: Callable[..., object]) -> "multiprocessing.context.BaseContext":
+    """The local pool's start method: forkserver where there is one, else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if fn.__module__.startswith("imgnet_tools.") and "forkserver" in methods:
+        # Workers forked from a server that has the task's module imported start at once (only
+        # takes effect when this process starts its fork server, i.e. on its first pool).
+        ctx.set_forkserver_preload([fn.__module__])
+    return ctx
+
+
+def warm_up(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> None:
+    """Start the local pool's fork server now, without waiting for it, when a later
+    ``run_tasks(fn, ..., params)`` will use one.
+
+    Starting it (a fresh interpreter that imports ``fn``'s module) takes tens of milliseconds;
+    begun before the caller's own set-up (reading a manifest, planning), it overlaps that work
+    instead of delaying the first task. A no-op for Ray, one worker, or no fork server.
+    """
+    if params.executor != "local" or (params.workers or default_workers()) <= 1:
+        return
+    if _context(fn).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def run_local(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -81,12 +108,7 @@ def run_local(
                 on_done(i, results[i])
         return [results[i] for i in range(len(items))]
     attempts = [0] * len(items)
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if fn.__module__.startswith("imgnet_tools.") and "forkserver" in methods:
-        # Workers forked from a server that has the task's module imported start at once (only
-        # takes effect when this process starts its fork server, i.e. on its first pool).
-        ctx.set_forkserver_preload([fn.__module__])
+    ctx = _context(fn)
     while len(results) < len(items):
         pending = [i for i in range(len(items)) if i not in results]
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:

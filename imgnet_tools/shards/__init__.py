@@ -4,8 +4,9 @@ Modules, one concern each:
 
 ``keys``       member names safe for tar, webdataset and DALI (sanitize on write, refuse on read).
 ``tario``      deterministic ustar writer (fixed header fields, known offsets) and a checked reader.
-``sink``       the file a tar goes to: double-buffered, hashed while a thread writes, O_DIRECT
-               where the file system allows, fsynced on close.
+``sink``       the file a tar goes to: double-buffered (and lent out, so sources are read straight
+               into it), hashed while a thread writes, O_DIRECT where the file system allows,
+               fsynced on close.
 ``index``      DALI ``wds2idx`` v1.2 index files: write and parse.
 ``transform``  optional resize / re-encode of one image (JPEG draft + pillow-simd resize).
 ``plan``       select rows, seeded shuffle, equal shards (sizes differ by at most one).

@@ -1,10 +1,12 @@
 """The file a shard's tar is written to: large aligned chunks, hashed and written by a second thread.
 
 Copy mode is bound by memory traffic, not by Python: every byte is read from the page cache,
-hashed, and written. :class:`ShardSink` overlaps the last two: the main thread copies member
-bytes into one of two 8 MiB page-aligned buffers; a full buffer goes to a writer thread, and the
-main thread hashes it (sha256 of the whole file) while the writer thread writes it (both release
-the GIL), then fills the other buffer. Where the file
+hashed, and written. :class:`ShardSink` overlaps the last two: member bytes go into one of two
+8 MiB page-aligned buffers, either copied in (:meth:`ShardSink.write`) or, for the image
+payloads, read from the source file straight into a reserved area (:meth:`ShardSink.reserve`,
+so each byte is copied once from the page cache, not twice); a full buffer goes to a writer
+thread, and the main thread hashes it (sha256 of the whole file) while the writer thread writes
+it (both release the GIL), then fills the other buffer. Where the file
 system allows it the file is opened with ``O_DIRECT``, so full chunks go from our buffer to the
 device without a second copy through the page cache (and without evicting the sources from it);
 otherwise it is an ordinary buffered file whose writeback is started after each chunk. The tail
@@ -50,17 +52,48 @@ class ShardSink:
                 self._submit()
         return len(data)
 
-    def _submit(self) -> None:
-        """Hand the current buffer to the writer thread, hash it here meanwhile, switch buffers."""
-        index, length = self._current, self._fill
-        self._pending[index] = self._writer.submit(self._write_chunk, index, length)
-        self._sha.update(memoryview(self._buffers[index])[:length])  # releases the GIL, like the write
+    def reserve(self, n: int) -> memoryview | None:
+        """The next ``n`` bytes of the file as a writable view into the current buffer, or ``None``
+        when ``n`` is too large for one buffer (then use :meth:`write`).
+
+        Lets the caller build data in place (``readinto`` a source file, a tar header) instead of
+        building it elsewhere and copying it in. Nothing counts as written until :meth:`commit`;
+        reserving again without committing simply gives the same bytes again. The view is valid
+        until the next call on the sink (the buffer may then be written, or reused).
+        """
+        if n > self._chunk - DIRECT_ALIGN:
+            return None
+        if self._fill + n > self._chunk:
+            self._submit(final=False)
+        return memoryview(self._buffers[self._current])[self._fill:self._fill + n]
+
+    def commit(self, n: int) -> None:
+        """Count the first ``n`` bytes of the last :meth:`reserve` as written."""
+        self._fill += n
+        if self._fill == self._chunk:
+            self._submit()
+
+    def _submit(self, final: bool = True) -> None:
+        """Hand the current buffer to the writer thread, hash it here meanwhile, switch buffers.
+
+        ``final=False`` (the buffer is not full, but the next reservation does not fit): only the
+        whole ``DIRECT_ALIGN`` blocks are written now, and the rest is carried to the start of the
+        other buffer, so that every write but the file's last stays aligned for ``O_DIRECT``.
+        """
+        index, fill = self._current, self._fill
+        length = fill if final else fill - fill % DIRECT_ALIGN
+        if length:
+            self._pending[index] = self._writer.submit(self._write_chunk, index, length)
+            self._sha.update(memoryview(self._buffers[index])[:length])  # releases the GIL, like the write
         self._current = 1 - index
         self._fill = 0
         waiting = self._pending[self._current]
         if waiting is not None:
             waiting.result()  # the other buffer must be written before we fill it again (raises its error)
             self._pending[self._current] = None
+        if fill > length:  # the writer thread only reads buffer ``index``: copying from it is safe
+            self._buffers[self._current][:fill - length] = self._buffers[index][length:fill]
+            self._fill = fill - length
 
     def _write_chunk(self, index: int, length: int) -> None:
         view = memoryview(self._buffers[index])[:length]
@@ -117,7 +150,10 @@ def _take_buffer(size: int) -> mmap.mmap:
         buffer = _FREE.pop()
         if len(buffer) == size:
             return buffer
-        buffer.close()
+        try:
+            buffer.close()
+        except BufferError:  # a view from reserve() is still alive: the mapping goes with it
+            pass
     return mmap.mmap(-1, size)
 
 

@@ -3,7 +3,8 @@
 We build every header ourselves with fixed fields (mtime, mode, uid/gid, owner names), exactly
 as :class:`tarfile.TarInfo` would (a test holds this), so the same members in the same order give
 the same bytes on any machine, and every header and data offset is known as it is written.
-Payloads are written straight from the bytes we were given. The archive ends with two zero blocks and is padded to
+Payloads are written straight from the bytes we were given, or read by the caller straight into
+the stream's buffer (:meth:`TarBuilder.begin`). The archive ends with two zero blocks and is padded to
 tar's 10 KiB record size, like GNU tar and Python's tarfile.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import tarfile
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, runtime_checkable
 
 from imgnet_tools.shards.keys import split_member
 
@@ -78,12 +79,29 @@ class Writable(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
 
+@runtime_checkable
+class Reservable(Writable, Protocol):
+    """A stream that lends its buffer for in-place writes (:class:`~imgnet_tools.shards.sink.ShardSink`)."""
+
+    def reserve(self, n: int, /) -> memoryview | None: ...
+
+    def commit(self, n: int, /) -> None: ...
+
+
 class TarBuilder:
-    """Append members to a binary stream, tracking offsets (the stream hashes, if it wants to)."""
+    """Append members to a binary stream, tracking offsets (the stream hashes, if it wants to).
+
+    Two ways to add a member: :meth:`add` / :meth:`add_small` copy given bytes; :meth:`begin`
+    lends the member's payload area so the caller can fill it in place (copy mode reads each
+    source file straight into the stream's buffer: one copy instead of two, no per-file bytes
+    object), then :meth:`end` writes it or :meth:`cancel` drops it.
+    """
 
     def __init__(self, stream: Writable) -> None:
         self._stream = stream
+        self._reservable = stream if isinstance(stream, Reservable) else None
         self._pos = 0
+        self._open: tuple[str, int, memoryview, Reservable | None] | None = None  # name, size, area, lender
 
     @property
     def size(self) -> int:
@@ -106,6 +124,51 @@ class TarBuilder:
             if pad:
                 self._write(pad)
         return MemberSpan(name, header_offset, header_offset + BLOCK, len(data))
+
+    def add_small(self, members: list[tuple[str, bytes]]) -> list[MemberSpan]:
+        """Write several small members (``(name, data)``, each up to :data:`SMALL` bytes) in one
+        write call; return their spans. The bytes are those of :meth:`add` for each in turn."""
+        parts: list[bytes] = []
+        spans = []
+        pos = self._pos
+        for name, data in members:
+            parts += (_header(name, len(data)), data, _ZEROS[:-len(data) % BLOCK])
+            spans.append(MemberSpan(name, pos, pos + BLOCK, len(data)))
+            pos += BLOCK + len(data) + (-len(data) % BLOCK)
+        self._write(b"".join(parts))
+        return spans
+
+    def begin(self, name: str, size: int) -> memoryview:
+        """Start member ``name`` of ``size`` bytes; return the writable area its data goes in.
+
+        The area lies in the stream's buffer when it lends one, else in a scratch buffer. Nothing
+        is written until :meth:`end`; :meth:`cancel` (or another :meth:`begin`) drops it.
+        """
+        total = BLOCK + size + (-size % BLOCK)
+        lent = self._reservable.reserve(total) if self._reservable is not None else None
+        area = lent if lent is not None else memoryview(bytearray(total))
+        self._open = (name, size, area, self._reservable if lent is not None else None)
+        return area[BLOCK:BLOCK + size]
+
+    def end(self) -> MemberSpan:
+        """Write the member started by :meth:`begin` (header, the data filled in, padding)."""
+        if self._open is None:
+            raise ValueError("TarBuilder.end() without begin()")
+        name, size, area, lender = self._open
+        self._open = None
+        area[:BLOCK] = _header(name, size)
+        area[BLOCK + size:] = _ZEROS[:len(area) - BLOCK - size]  # a lent buffer holds old bytes
+        header_offset = self._pos
+        if lender is not None:
+            lender.commit(len(area))
+            self._pos += len(area)
+        else:
+            self._write(area)
+        return MemberSpan(name, header_offset, header_offset + BLOCK, size)
+
+    def cancel(self) -> None:
+        """Drop the member started by :meth:`begin`: the archive stays as it was before it."""
+        self._open = None
 
     def finish(self) -> int:
         """End the archive (two zero blocks, record padding); return its size in bytes."""

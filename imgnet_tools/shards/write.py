@@ -12,17 +12,20 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
-from imgnet_tools.execute.tasks import ExecutorParams, run_tasks
+from imgnet_tools.execute.tasks import ExecutorParams, run_tasks, warm_up
 from imgnet_tools.manifest.atomic import atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
 from imgnet_tools.shards.plan import ShardPlan, order, plan_shards, select, selection_fingerprint
 from imgnet_tools.shards.transform import TransformParams
-from imgnet_tools.shards.worker import ShardTask, commit, write_shard
+from imgnet_tools.shards.worker import Columns, ShardTask, commit, write_shard
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
 
 # Parameters that decide the output bytes (a re-run must match them); the rest only decide speed.
 OUTPUT_PARAMS = ("size", "max_bytes", "seed", "shuffle", "resize_short", "max_side", "quality", "prefix")
@@ -123,6 +126,8 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
     ``progress`` is called with the number of samples in each shard as it is finished.
     """
     _validate(params)
+    executor = ExecutorParams(params.executor, params.address, params.workers)
+    warm_up(write_shard, executor)  # the worker pool starts while we read and plan
     rows = _read_manifest(params.manifest)
     samples, skipped = select(rows)
     if not samples:
@@ -140,10 +145,10 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
         records, todo = _done(out, tasks, progress)
         if todo:  # dataset.json must never describe shards that are being rewritten
             (out / state.DATASET_NAME).unlink(missing_ok=True)
-        _run(out, [tasks[i] for i in todo], ExecutorParams(params.executor, params.address, params.workers),
-             records, progress)
+        tables: dict[str, pa.Table] = {}
+        _run(out, [tasks[i] for i in todo], executor, records, tables, progress)
         ordered = [records[t.plan.stem] for t in tasks]
-        _write_manifest(out, ordered)
+        _write_manifest(out, ordered, tables)
         doc = _dataset_doc(params, rows, samples, skipped, plans, ordered, fingerprint)
         atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
     failed = [f for r in ordered for f in r["failed"]]
@@ -152,13 +157,15 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
 
 
 def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, records: dict[str, Any],
-         progress: Callable[[int], None] | None) -> None:
-    """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns."""
+         tables: dict[str, "pa.Table"], progress: Callable[[int], None] | None) -> None:
+    """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns;
+    the slices written go into ``tables`` by stem."""
 
-    def done(_: int, result: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
-        record, shard_rows = result
-        commit(out, record, shard_rows)
-        records[Path(record["file"]).stem] = record
+    def done(_: int, result: tuple[dict[str, Any], Columns]) -> None:
+        record, columns = result
+        stem = Path(record["file"]).stem
+        tables[stem] = commit(out, record, columns)
+        records[stem] = record
         if progress is not None:
             progress(record["samples"] + len(record["failed"]))
 
@@ -186,12 +193,16 @@ def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | N
     return records, todo
 
 
-def _write_manifest(out: Path, records: list[dict[str, Any]]) -> None:
+def _write_manifest(out: Path, records: list[dict[str, Any]], written: dict[str, "pa.Table"]) -> None:
+    """``manifest.parquet``: the shard slices in shard order (those written by this run are taken
+    from memory, the others, done by an earlier run, are read back)."""
     import pyarrow as pa
 
     from imgnet_tools.manifest.parquet import arrow_schema, read_table, write_table
 
-    tables = [read_table(out / Path(r["file"]).with_suffix(".parquet"), "shard_manifest") for r in records]
+    stems = [Path(r["file"]).stem for r in records]
+    tables = [written[stem] if stem in written else read_table(out / f"{stem}.parquet", "shard_manifest")
+              for stem in stems]
     schema = arrow_schema("shard_manifest")
     table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
     write_table(table, out / state.MANIFEST_NAME, "shard_manifest")
