@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
@@ -145,6 +146,9 @@ def _read_into(fh: io.FileIO, area: memoryview) -> int:
     return got
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _load(sample: SampleIn, transform: TransformParams) -> tuple[Encoded, str] | str:
     """(stored image, source sha256), or the reason the sample has to be left out."""
     read = _read(sample)
@@ -154,7 +158,8 @@ def _load(sample: SampleIn, transform: TransformParams) -> tuple[Encoded, str] |
     try:
         image = _stored(sample, data, transform)
     except Exception as exc:  # any decoder error is a per-image failure, not a run failure
-        return f"undecodable: {type(exc).__name__}: {exc}"
+        # without object addresses (PIL names its BytesIO): the same file gives the same reason in every run
+        return f"undecodable: {type(exc).__name__}: {_ADDRESS.sub('', str(exc))}"
     return image, source_sha or hashlib.sha256(data).hexdigest()
 
 
