@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.imgnet-setup
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test typecheck bench clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
