@@ -64,3 +64,47 @@ def test_python_dash_m_runs_the_cli() -> None:
 def test_installed_console_script() -> None:
     out = run_installed("--version")
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def _stage_commands() -> list[tuple[str, click.Command, type]]:
+    from imgnet_tools.recipes.stages import STAGES
+
+    found = []
+    for name, stage in STAGES.items():
+        cmd: click.Command = cli
+        for part in stage.command.split()[1:]:
+            assert isinstance(cmd, click.Group)
+            sub = cmd.get_command(click.Context(cmd), part)
+            assert sub is not None, stage.command
+            cmd = sub
+        found.append((name, cmd, stage.params_class()))
+    return found
+
+
+@pytest.mark.parametrize("name,command,params_cls", _stage_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_cli_defaults_equal_the_stage_params_defaults(name: str, command: click.Command, params_cls: type) -> None:
+    """CLI, recipe and Python share parameter names; their defaults must agree too, or a recipe
+    and the same command line would do different things."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    ctx = click.Context(command)
+    compared = 0
+    for option in command.params:
+        field = fields.get(option.name or "")
+        if field is None or not isinstance(option, click.Option) or option.required:
+            continue
+        if field.default is not dataclasses.MISSING:
+            expected = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            expected = field.default_factory()
+        else:
+            continue
+        got = option.get_default(ctx)
+        if type(got).__name__ == "Sentinel":  # click >= 8.2 marks "no default" this way: None
+            got = None
+        if option.multiple:
+            got = tuple(got or ())
+        assert got == expected, f"imgnet {name}: --{option.name.replace('_', '-')} defaults to {got!r}, {params_cls.__name__} to {expected!r}"
+        compared += 1
+    assert compared, f"no option of imgnet {name} matched a field of {params_cls.__name__}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -29,13 +30,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 def available_commands() -> dict[str, tuple[str, str]]:
     """The lazily registered commands whose module exists in this installation."""
-    here = importlib.import_module("imgnet_tools.cli").__path__
-    present = {}
-    for name, (target, short) in LAZY_COMMANDS.items():
-        module = target.split(":")[0]
-        if any(__import__("os").path.exists(f"{p}/{module}.py") for p in here):
-            present[name] = (target, short)
-    return present
+    folders = importlib.import_module("imgnet_tools.cli").__path__
+    return {
+        name: entry
+        for name, entry in LAZY_COMMANDS.items()
+        if any(os.path.exists(os.path.join(folder, entry[0].split(":")[0] + ".py")) for folder in folders)
+    }
 
 
 class LazyGroup(click.Group):

@@ -12,7 +12,8 @@ from imgnet_tools.cli.options import (
     quiet_option,
     workers_option,
 )
-from imgnet_tools.images.check import FIXABLE_REASONS
+from imgnet_tools.images.check import FIXABLE_REASONS, Policy
+from imgnet_tools.images.fix import DEFAULT_QUALITY
 
 
 @click.command("verify")
@@ -20,18 +21,18 @@ from imgnet_tools.images.check import FIXABLE_REASONS
 @click.option("--fix", "fix", type=click.Path(file_okay=False),
               help="Write normalised RGB JPEG copies of fixable images here; rows point at them.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the manifest here instead of in place.")
-@click.option("--min-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--min-size", type=click.IntRange(min=1), default=Policy.min_size, show_default=True,
               help="Reject images whose shorter side is smaller.")
-@click.option("--max-size", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--max-size", type=click.IntRange(min=0), default=Policy.max_size, show_default=True,
               help="Reject images whose longer side is larger (0: no limit).")
-@click.option("--max-aspect", type=click.FloatRange(min=1.0), default=10.0, show_default=True,
+@click.option("--max-aspect", type=click.FloatRange(min=1.0), default=Policy.max_aspect, show_default=True,
               help="Reject images whose long/short side ratio is larger.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=1), default=Policy.max_pixels, show_default=True,
               help="Decompression-bomb limit: reject (undecoded) images with more pixels.")
 @click.option("--allow-grayscale", is_flag=True, help="Count 8-bit grayscale images as ok, not fixable.")
 @click.option("--reject", multiple=True, type=click.Choice(FIXABLE_REASONS),
               help="Treat this fixable reason as a rejection (repeatable), e.g. --reject animated.")
-@click.option("--fix-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+@click.option("--fix-quality", type=click.IntRange(1, 100), default=DEFAULT_QUALITY, show_default=True,
               help="JPEG quality of fixed copies.")
 @workers_option
 @quiet_option

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from imgnet_tools.errors import InputError
-from imgnet_tools.execute.local import map_ordered
+from imgnet_tools.execute.local import map_ordered, resolve_workers
 from imgnet_tools.images.check import (
-    DEFAULT_MAX_PIXELS,
     FIXABLE_REASONS,
     REASON_ORDER,
     Check,
@@ -35,7 +34,6 @@ from imgnet_tools.images.check import (
     check_image,
 )
 from imgnet_tools.images.fix import DEFAULT_QUALITY, normalize_to_jpeg
-from imgnet_tools.execute.local import resolve_workers
 from imgnet_tools.images.scan import SCAN_REASONS, os_reason
 from imgnet_tools.manifest.atomic import atomic_write_bytes
 
@@ -51,12 +49,13 @@ class VerifyParams:
     manifest: str
     out: str | None = None
     fix: str | None = None
-    min_size: int = 32
-    max_size: int = 0
-    max_aspect: float = 10.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    allow_grayscale: bool = False
-    reject: tuple[str, ...] = ()
+    # The acceptance policy's defaults live in one place, Policy.
+    min_size: int = Policy.min_size
+    max_size: int = Policy.max_size
+    max_aspect: float = Policy.max_aspect
+    max_pixels: int = Policy.max_pixels
+    allow_grayscale: bool = Policy.allow_grayscale
+    reject: tuple[str, ...] = Policy.reject
     fix_quality: int = DEFAULT_QUALITY
     workers: int | None = None
 
