@@ -105,3 +105,21 @@ def test_shard_on_ray_is_byte_identical_to_local(ray_session, tmp_path: Path) ->
     assert local.shards == remote.shards == 4
     for name in ("train-000000.tar", "train-000003.idx", "dataset.json", "manifest.parquet"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+
+
+def test_a_warm_pool_is_taken_by_the_run_and_an_untaken_one_is_shut_down() -> None:
+    from imgnet_tools.execute.tasks import warm_pool
+
+    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
+        pool = warm.pool
+        assert pool is not None
+        started = {p.pid for p in pool._processes.values()}  # spawned before any task was submitted
+        assert len(started) == 2
+        assert run_tasks(square_slowly, list(range(6)), ExecutorParams(workers=2), warm=warm) == [n * n for n in range(6)]
+        assert warm.pool is None  # taken, and closed by the run
+    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
+        pool = warm.pool
+        assert warm.take(3) is None and warm.pool is pool  # another size: the run makes its own pool
+    assert pool is not None and pool._shutdown_thread  # left behind, so shut down on leaving the block
+    with warm_pool(square_slowly, ExecutorParams(workers=1)) as warm:
+        assert warm.pool is None  # one worker runs inline: nothing to start

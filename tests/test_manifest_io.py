@@ -129,3 +129,12 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
         os.umask(mask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.bin"
+    atomic.atomic_write_bytes(target, b"old")  # creates the missing folder
+    with pytest.raises(TypeError):
+        atomic.atomic_write_bytes(target, 12345)  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]

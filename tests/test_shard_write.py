@@ -223,3 +223,42 @@ def test_global_manifest_is_the_concatenated_slices(tmp_path: Path) -> None:
     whole = pq.read_table(out / "manifest.parquet").to_pylist()
     assert whole == [row for part in slices for row in part]
     assert Counter(r["shard"] for r in whole) == Counter({s["file"]: s["samples"] for s in _dataset(out)["shards"]})
+
+
+def test_columnar_selection_equals_the_row_by_row_one() -> None:
+    """select_table (Arrow columns, keys checked by Arrow's RE2) gives what select gives from row dicts:
+    unsafe keys sanitized, fixed rows without mtime, skipped statuses counted, nulls kept, missing
+    optional columns read as null."""
+    import pyarrow as pa
+
+    from imgnet_tools.shards.plan import select, select_table
+
+    rows = [
+        {"key": "train-n1-a", "path": "/d/a.jpg", "source_path": "/s/a.jpg", "split": "train", "label": 3, "wnid": "n1",
+         "width": 5, "height": 4, "sha256": "aa", "bytes": 10, "mtime_ns": 7, "status": "ok"},
+        {"key": "x/../y z.é", "path": "/d/b.jpg", "source_path": None, "split": "val", "label": None, "wnid": None,
+         "width": None, "height": None, "sha256": None, "bytes": None, "mtime_ns": 8, "status": "fixed"},
+        {"key": "k" * 81, "path": "/d/c.jpg", "source_path": "/s/c.jpg", "split": "train", "label": 0, "wnid": "n0",
+         "width": 1, "height": 1, "sha256": "cc", "bytes": 3, "mtime_ns": 9, "status": "ok"},
+        {"key": "bad", "path": "/d/d.jpg", "source_path": "/s/d.jpg", "split": "train", "label": 1, "wnid": "n1",
+         "width": 1, "height": 1, "sha256": "dd", "bytes": 3, "mtime_ns": 9, "status": "rejected"},
+        {"key": "dup", "path": "/d/e.jpg", "source_path": "/s/e.jpg", "split": "train", "label": 1, "wnid": "n1",
+         "width": 1, "height": 1, "sha256": "ee", "bytes": 3, "mtime_ns": 9, "status": "duplicate"},
+    ]
+    table = pa.table({c: [r[c] for r in rows] for c in rows[0]})
+    assert select_table(table) == select(rows)
+    samples, skipped = select_table(table)
+    assert [s.key for s in samples][0] == "train-n1-a" and samples[1].key != rows[1]["key"] and len(samples[2].key) <= 80
+    assert samples[1].mtime_ns is None and samples[1].source_path == "/d/b.jpg" and skipped == {"rejected": 1, "duplicate": 1}
+    without = table.drop_columns(["mtime_ns", "source_path"])  # optional columns a manifest may lack
+    assert select_table(without) == select([{k: v for k, v in r.items() if k not in ("mtime_ns", "source_path")} for r in rows])
+
+
+def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:
+    from imgnet_tools.execute.tasks import default_workers
+    from imgnet_tools.shards.write import shard_workers
+
+    assert shard_workers(ShardParams(manifest="m", out="o")) == 2 * default_workers()
+    assert shard_workers(ShardParams(manifest="m", out="o", workers=3)) == 3
+    assert shard_workers(ShardParams(manifest="m", out="o", resize_short=256)) is None  # decoding is CPU-bound: every core
+    assert shard_workers(ShardParams(manifest="m", out="o", executor="ray")) is None  # Ray decides

@@ -21,7 +21,8 @@ from imgnet_tools.cli.options import json_option, note, overwrite_option, progre
 @click.option("--words", type=click.Path(exists=True, dir_okay=False), default=None, help="ImageNet words.txt for class names in dataset.json.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Local process pool or a Ray cluster.")
 @click.option("--address", default=None, help="Ray cluster address (auto: a running local Ray, or a new one).")
-@workers_option
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: every core; twice that in copy mode, which waits on the disk).")
 @overwrite_option
 @json_option
 @quiet_option

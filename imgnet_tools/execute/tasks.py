@@ -10,9 +10,11 @@ into data, so an exception means something the whole run should stop for, like a
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import os
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from imgnet_tools.errors import ImgnetError, InputError
 
@@ -38,8 +40,6 @@ class WorkerLostError(ImgnetError):
 
 def default_workers() -> int:
     """Every core this process may use."""
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -51,8 +51,10 @@ def run_tasks(
     items: Sequence[T],
     params: ExecutorParams = ExecutorParams(),
     on_done: Callable[[int, R], None] | None = None,
+    warm: "Warm | None" = None,
 ) -> list[R]:
-    """``[fn(item) for item in items]`` on the chosen executor; ``on_done(i, result)`` as each finishes."""
+    """``[fn(item) for item in items]`` on the chosen executor; ``on_done(i, result)`` as each
+    finishes; ``warm``: worker processes started earlier with :func:`warm_pool`."""
     if params.executor not in EXECUTORS:
         raise InputError(f"unknown executor {params.executor!r}; use one of {', '.join(EXECUTORS)}.")
     if params.executor == "ray":
@@ -61,7 +63,7 @@ def run_tasks(
         return run_on_ray(fn, items, params, on_done)
     if params.address is not None:
         raise InputError("--address is only for --executor ray.")
-    return run_local(fn, items, params.workers or default_workers(), params.retries, on_done)
+    return run_local(fn, items, params.workers or default_workers(), params.retries, on_done, warm)
 
 
 def _context(fn: Callable[..., object]) -> "multiprocessing.context.BaseContext":
@@ -75,20 +77,41 @@ def _context(fn: Callable[..., object]) -> "multiprocessing.context.BaseContext"
     return ctx
 
 
-def warm_up(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> None:
-    """Start the local pool's fork server now, without waiting for it, when a later
-    ``run_tasks(fn, ..., params)`` will use one.
+@contextlib.contextmanager
+def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> Iterator["Warm"]:
+    """Start the local pool's worker processes now, for a later ``run_tasks(fn, ..., params, warm=...)``.
 
-    Starting it (a fresh interpreter that imports ``fn``'s module) takes tens of milliseconds;
-    begun before the caller's own set-up (reading a manifest, planning), it overlaps that work
-    instead of delaying the first task. A no-op for Ray, one worker, or no fork server.
+    Starting workers (a fork server that imports ``fn``'s module, then one process per worker)
+    takes tens of milliseconds; begun before the caller's own set-up (reading a manifest,
+    planning), it overlaps that work instead of delaying the first task. A pool that
+    ``run_tasks`` did not take is shut down on leaving the block. Nothing is started for Ray, one
+    worker, or an inline run.
     """
-    if params.executor != "local" or (params.workers or default_workers()) <= 1:
-        return
-    if _context(fn).get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    warm = Warm()
+    workers = params.workers or default_workers()
+    if params.executor == "local" and workers > 1:
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(fn))
+        for _ in range(workers):  # a pool spawns a worker per submitted task while none is idle
+            pool.submit(os.getpid)
+        warm.pool, warm.workers = pool, workers
+    try:
+        yield warm
+    finally:
+        if warm.pool is not None:
+            warm.pool.shutdown(wait=True, cancel_futures=True)
 
-        forkserver.ensure_running()
+
+@dataclass
+class Warm:
+    """A started pool that :func:`run_local` may take (see :func:`warm_pool`)."""
+
+    pool: cf.ProcessPoolExecutor | None = None
+    workers: int = 0
+
+    def take(self, workers: int) -> cf.ProcessPoolExecutor | None:
+        """The pool when it has ``workers`` workers (then it is no longer ours to shut down)."""
+        pool, self.pool = (self.pool, None) if self.workers == workers else (None, self.pool)
+        return pool
 
 
 def run_local(
@@ -97,9 +120,11 @@ def run_local(
     workers: int,
     retries: int = 2,
     on_done: Callable[[int, R], None] | None = None,
+    warm: Warm | None = None,
 ) -> list[R]:
     """Run on a local process pool; a pool broken by a dead worker is rebuilt and its unfinished
-    tasks resubmitted (each task at most ``retries`` extra times). One worker: inline."""
+    tasks resubmitted (each task at most ``retries`` extra times). One worker: inline. ``warm``:
+    a pool started earlier by :func:`warm_pool`, used for the first attempt."""
     results: dict[int, R] = {}
     if workers <= 1 or len(items) <= 1:
         for i, item in enumerate(items):
@@ -109,9 +134,12 @@ def run_local(
         return [results[i] for i in range(len(items))]
     attempts = [0] * len(items)
     ctx = _context(fn)
+    started = warm.take(workers) if warm is not None else None
     while len(results) < len(items):
         pending = [i for i in range(len(items)) if i not in results]
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+        pool = started or cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
+        started = None
+        with pool:
             futures = {pool.submit(fn, items[i]): i for i in pending}
             try:
                 _collect(futures, results, attempts, retries, on_done)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from typing import Iterator
 from imgnet_tools.errors import OutputExistsError
 
 TMP_PREFIX = ".tmp-"
+_COUNTER = itertools.count()
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,9 +61,38 @@ def atomic_path(target: str | os.PathLike[str], fsync: bool = True) -> Iterator[
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``fsync``)."""
-    with atomic_path(target, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``fsync``).
+
+    The temporary file is created with the usual mode and written through the descriptor that
+    created it (one open, no chmod): shard runs write four small files per shard.
+    """
+    target = Path(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = target.parent / f"{TMP_PREFIX}{target.name}.{os.getpid()}-{next(_COUNTER)}"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open
+            break
+        except FileExistsError:  # left by a killed process that had our pid
+            continue
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+    else:  # pragma: no cover - a hundred stale names in a row
+        raise FileExistsError(f"cannot create a temporary file next to {target}")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def atomic_write_text(target: str | os.PathLike[str], text: str, fsync: bool = True) -> None:

@@ -13,7 +13,8 @@ import re
 
 MAX_KEY_LEN = 80  # keeps "KEY.json" within ustar's 100-byte name field
 _BAD = re.compile(r"[^A-Za-z0-9_+=,@~-]")
-_SAFE_KEY = re.compile(r"[A-Za-z0-9_+=,@~-]{1,%d}" % MAX_KEY_LEN)
+SAFE_KEY_PATTERN = r"[A-Za-z0-9_+=,@~-]{1,%d}" % MAX_KEY_LEN  # a key kept as it is (also RE2 syntax, for Arrow)
+_SAFE_KEY = re.compile(SAFE_KEY_PATTERN)
 _SAFE_MEMBER = re.compile(r"([A-Za-z0-9_+=,@~-]{1,%d})\.([A-Za-z0-9]{1,8})" % MAX_KEY_LEN)
 
 

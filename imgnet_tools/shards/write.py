@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
-from imgnet_tools.execute.tasks import ExecutorParams, run_tasks, warm_up
+from imgnet_tools.execute.tasks import ExecutorParams, Warm, default_workers, run_tasks, warm_pool
 from imgnet_tools.manifest.atomic import atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
-from imgnet_tools.shards.plan import ShardPlan, order, plan_shards, select, selection_fingerprint
-from imgnet_tools.shards.transform import TransformParams
+from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, ShardPlan, order, plan_shards, select_table, selection_fingerprint
+from imgnet_tools.shards.transform import TransformParams, needs_decode
 from imgnet_tools.shards.worker import Columns, ShardTask, commit, write_shard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,19 +87,27 @@ def _validate(params: ShardParams) -> None:
             raise InputError(message)
 
 
-def _read_manifest(path: str) -> list[dict[str, Any]]:
+def _read_selection(path: str) -> tuple[int, list[SampleIn], Counter[str]]:
+    """The manifest's row count, the rows to shard, and the skipped rows counted by status."""
+    import pyarrow.parquet as pq
+
     from imgnet_tools.manifest.parquet import read_table
 
-    rows: list[dict[str, Any]] = read_table(path, "manifest").to_pylist()
-    return rows
+    try:
+        present = set(pq.read_schema(path).names)
+    except Exception:  # read_table says what is wrong with the file
+        present = set(SELECTED_COLUMNS)
+    table = read_table(path, "manifest", columns=[c for c in SELECTED_COLUMNS if c in present])
+    samples, skipped = select_table(table)
+    return table.num_rows, samples, skipped
 
 
-def _class_list(rows: list[dict[str, Any]], words: str | None) -> list[dict[str, Any]]:
+def _class_list(samples: list[SampleIn], words: str | None) -> list[dict[str, Any]]:
     names = _read_words(words) if words else {}
     seen: dict[int, str | None] = {}
-    for row in rows:
-        if row.get("label") is not None:
-            seen.setdefault(int(row["label"]), row.get("wnid"))
+    for sample in samples:
+        if sample.label is not None:
+            seen.setdefault(sample.label, sample.wnid)
     return [{"index": i, "wnid": seen[i], "name": names.get(seen[i] or "")} for i in sorted(seen)]
 
 
@@ -126,18 +134,31 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
     ``progress`` is called with the number of samples in each shard as it is finished.
     """
     _validate(params)
-    executor = ExecutorParams(params.executor, params.address, params.workers)
-    warm_up(write_shard, executor)  # the worker pool starts while we read and plan
-    rows = _read_manifest(params.manifest)
-    samples, skipped = select(rows)
+    executor = ExecutorParams(params.executor, params.address, shard_workers(params))
+    with warm_pool(write_shard, executor) as warm:  # the worker processes start while we read and plan
+        return _shard(params, executor, warm, progress)
+
+
+def shard_workers(params: ShardParams) -> int | None:
+    """Worker processes: as asked; else, on the local pool, every core, or twice that in copy
+    mode, whose workers wait on the disk part of the time (the fsync that ends each shard, chunk
+    writes) while the others use the cores (measured in benchmarks/bench_shard.py)."""
+    if params.workers is not None or params.executor != "local" or needs_decode(params.transform()):
+        return params.workers
+    return 2 * default_workers()
+
+
+def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
+           progress: Callable[[int], None] | None) -> ShardResult:
+    nrows, samples, skipped = _read_selection(params.manifest)
     if not samples:
         raise InputError(
-            f"{params.manifest} has no rows with status ok or fixed ({len(rows)} rows: "
+            f"{params.manifest} has no rows with status ok or fixed ({nrows} rows: "
             f"{dict(skipped) or 'empty'}); run `imgnet verify` first, or check the manifest."
         )
     plans = plan_shards(order(samples, params.seed, params.shuffle), params.size, params.max_bytes, params.prefix)
     transform = params.transform()
-    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform, p.fingerprint(asdict(transform))) for p in plans]
+    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform) for p in plans]
     out = Path(params.out)
     fingerprint = selection_fingerprint(samples)
     with state.locked(out):
@@ -146,17 +167,17 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
         if todo:  # dataset.json must never describe shards that are being rewritten
             (out / state.DATASET_NAME).unlink(missing_ok=True)
         tables: dict[str, pa.Table] = {}
-        _run(out, [tasks[i] for i in todo], executor, records, tables, progress)
+        _run(out, [tasks[i] for i in todo], executor, warm, records, tables, progress)
         ordered = [records[t.plan.stem] for t in tasks]
         _write_manifest(out, ordered, tables)
-        doc = _dataset_doc(params, rows, samples, skipped, plans, ordered, fingerprint)
+        doc = _dataset_doc(params, nrows, samples, skipped, plans, ordered, fingerprint)
         atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
     failed = [f for r in ordered for f in r["failed"]]
     return ShardResult(str(out), doc["samples"], len(plans), len(todo), len(plans) - len(todo),
                        sum(r["bytes"] for r in ordered), dict(sorted(skipped.items())), failed)
 
 
-def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, records: dict[str, Any],
+def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm, records: dict[str, Any],
          tables: dict[str, "pa.Table"], progress: Callable[[int], None] | None) -> None:
     """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns;
     the slices written go into ``tables`` by stem."""
@@ -170,7 +191,7 @@ def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, records: d
             progress(record["samples"] + len(record["failed"]))
 
     try:
-        run_tasks(write_shard, tasks, executor, on_done=done)
+        run_tasks(write_shard, tasks, executor, on_done=done, warm=warm)
     except OSError as exc:  # disk full, quota, permissions: the run stops, finished shards stay done
         raise ImgnetError(
             f"writing shards to {out} failed: {exc.strerror or exc}; free space or fix the problem and run "
@@ -183,6 +204,9 @@ def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | N
     records: dict[str, Any] = {}
     todo = []
     for i, task in enumerate(tasks):
+        if not state.record_path(out, task.plan.stem).is_file():  # the common case: no fingerprint needed
+            todo.append(i)
+            continue
         record = state.done_record(out, task.plan.stem, task.fingerprint)
         if record is None:
             todo.append(i)
@@ -208,7 +232,7 @@ def _write_manifest(out: Path, records: list[dict[str, Any]], written: dict[str,
     write_table(table, out / state.MANIFEST_NAME, "shard_manifest")
 
 
-def _dataset_doc(params: ShardParams, rows: list[dict[str, Any]], samples: list[Any], skipped: Counter[str],
+def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipped: Counter[str],
                  plans: list[ShardPlan], records: list[dict[str, Any]], fingerprint: str) -> dict[str, Any]:
     failed_keys = {f["key"] for r in records for f in r["failed"]}
     kept = [s for s in samples if s.source_key not in failed_keys]
@@ -225,10 +249,10 @@ def _dataset_doc(params: ShardParams, rows: list[dict[str, Any]], samples: list[
     doc = {
         "format_version": format_version("dataset"), "created_by": f"imgnet {__version__}",
         "params": params.output_params(),
-        "source": {"manifest": params.manifest, "fingerprint": fingerprint, "rows": len(rows),
+        "source": {"manifest": params.manifest, "fingerprint": fingerprint, "rows": nrows,
                    "selected": len(samples), "skipped": dict(sorted(skipped.items()))},
         "samples": sum(r["samples"] for r in records), "splits": splits,
-        "classes": _class_list([r for r in rows if r["status"] in ("ok", "fixed")], params.words),
+        "classes": _class_list(samples, params.words),
         "shards": [{"file": r["file"], "index": r["index"], "split": r["split"], "samples": r["samples"],
                     "bytes": r["bytes"], "sha256": r["sha256"], "index_file": Path(r["file"]).with_suffix(".idx").name,
                     "manifest_file": Path(r["file"]).with_suffix(".parquet").name} for r in records],
@@ -246,8 +270,7 @@ def outputs_complete(params: ShardParams) -> bool:
     if run is None or doc is None or run["params"] != params.output_params():
         return False
     try:
-        rows = _read_manifest(params.manifest)
+        _, samples, _ = _read_selection(params.manifest)
     except Exception:
         return False
-    samples, _ = select(rows)
     return bool(run["fingerprint"] == selection_fingerprint(samples))
