@@ -243,7 +243,8 @@ def _check_shards(out: Path, rows: list[dict]) -> list[dict]:
             if not row["reencoded"]:
                 assert jpg == Path(src["path"]).read_bytes()
             assert hashlib.sha256(jpg).hexdigest() == row["sha256"]
-            assert data[row["cls_offset"]:row["cls_offset"] + row["cls_size"]] == str(src["label"]).encode()
+            label = b"-1" if src["label"] is None else str(src["label"]).encode()
+            assert data[row["cls_offset"]:row["cls_offset"] + row["cls_size"]] == label
             meta = json.loads(data[row["json_offset"]:row["json_offset"] + row["json_size"]])
             assert meta["key"] == src["key"] and meta["sha256"] == row["source_sha256"]
     return manifest
@@ -314,3 +315,30 @@ def test_copy_mode_crosses_the_real_8mib_buffer(tmp_path: Path) -> None:
     # s0's .cls and .json take 2 KiB, so s1's .jpg (2 KiB with its header) ends exactly at 8 MiB
     assert stored[0]["json_size"] <= BLOCK and stored[1]["jpg_offset"] + _padded(1536) - BLOCK == CHUNK
     assert any(r["jpg_header_offset"] < 2 * CHUNK < r["jpg_offset"] + r["jpg_size"] for r in stored)
+
+
+def test_copy_fast_path_equals_the_general_path(tmp_path: Path, direct: bool) -> None:
+    """Rows that vouch for their file (size, mtime, sha256, width, height) take the one-area fast
+    path; the same rows without mtime take the general path (hash, then members one by one). The
+    shards, indexes and slices are the same bytes, through small buffers and the default one."""
+    rng = random.Random(7)
+    folder = tmp_path / "img"
+    rows = make_dataset(folder, {"n01440764": 5, "n01443537": 4})
+    for i, size in enumerate([3, 509, 510, 511, 512, 513, 4093, 4096, 7000, 20_000]):
+        path = folder / f"odd_{i}.jpg"
+        path.write_bytes(_fake_jpeg(rng, max(size, 3)))
+        rows.append(row_for(path, f"odd_{i}", "train", i % 2, "n01440764", 10 + i, 20))
+    rows[2]["label"] = None  # .cls holds -1
+    vouched = write_manifest(rows, tmp_path / "vouched.parquet")
+    general = write_manifest([{**r, "mtime_ns": None} for r in rows], tmp_path / "general.parquet")
+    for chunk in (2 * DIRECT_ALIGN, CHUNK):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(worker, "ShardSink", functools.partial(ShardSink, chunk=chunk))
+            fast = shard(ShardParams(manifest=str(vouched), out=str(tmp_path / f"fast{chunk}"), size=7, workers=1))
+            slow = shard(ShardParams(manifest=str(general), out=str(tmp_path / f"slow{chunk}"), size=7, workers=1))
+        assert fast.samples == slow.samples == len(rows) and not fast.failed and not slow.failed
+        names = sorted(p.name for p in (tmp_path / f"fast{chunk}").iterdir() if p.suffix in (".tar", ".idx", ".parquet"))
+        assert len(names) == 3 * fast.shards + 1
+        for name in names:
+            assert (tmp_path / f"fast{chunk}" / name).read_bytes() == (tmp_path / f"slow{chunk}" / name).read_bytes(), name
+        _check_shards(tmp_path / f"fast{chunk}", rows)

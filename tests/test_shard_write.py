@@ -262,3 +262,41 @@ def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> N
     assert shard_workers(ShardParams(manifest="m", out="o", workers=3)) == 3
     assert shard_workers(ShardParams(manifest="m", out="o", resize_short=256)) is None  # decoding is CPU-bound: every core
     assert shard_workers(ShardParams(manifest="m", out="o", executor="ray")) is None  # Ray decides
+
+
+def test_the_global_manifest_is_the_same_bytes_whatever_order_the_shards_finish_in(tmp_path: Path) -> None:
+    """ManifestStream writes each shard's slice as a row group once all shards before it are in."""
+    import random
+
+    import pyarrow as pa
+
+    from imgnet_tools.shards.write import ManifestStream
+
+    rows = make_dataset(tmp_path / "img", {"n01440764": 7, "n01443537": 6})
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    out = tmp_path / "out"
+    shard(ShardParams(manifest=str(manifest), out=str(out), size=3, workers=2))
+    stems = [p.stem for p in sorted(out.glob("train-*.tar"))]
+    slices = {stem: read_table(out / f"{stem}.parquet", "shard_manifest") for stem in stems}
+    slices[stems[2]] = slices[stems[2]].slice(0, 0)  # a shard whose every sample failed: no row group
+    written = []
+    for seed in range(3):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        stream = ManifestStream(folder, stems)
+        for stem in random.Random(seed).sample(stems, len(stems)):
+            stream.add(stem, slices[stem])
+        stream.close()
+        written.append((folder / "manifest.parquet").read_bytes())
+        assert not list(folder.glob(".tmp-*"))
+    assert written[0] == written[1] == written[2]
+    meta = pq.ParquetFile(tmp_path / "s0" / "manifest.parquet").metadata
+    assert meta.num_row_groups == len(stems) - 1 and meta.num_rows == sum(t.num_rows for t in slices.values())
+    table = read_table(tmp_path / "s0" / "manifest.parquet", "shard_manifest")
+    assert table.equals(pa.concat_tables([slices[s] for s in stems]).cast(table.schema))
+    stream = ManifestStream(tmp_path / "s0", stems)
+    stream.add(stems[1], slices[stems[1]])
+    with pytest.raises(RuntimeError, match="never came"):
+        stream.close()
+    stream.abort()
+    assert not list((tmp_path / "s0").glob(".tmp-*"))

@@ -139,13 +139,15 @@ def run_local(
         pending = [i for i in range(len(items)) if i not in results]
         pool = started or cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
         started = None
-        with pool:
+        try:
             futures = {pool.submit(fn, items[i]): i for i in pending}
-            try:
-                _collect(futures, results, attempts, retries, on_done)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            _collect(futures, results, attempts, retries, on_done)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        # Every task has returned (or the pool broke): the workers exit on their own, and the
+        # caller need not wait for them (a few milliseconds at the end of every run).
+        pool.shutdown(wait=False)
     return [results[i] for i in range(len(items))]
 
 

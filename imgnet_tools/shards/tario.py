@@ -56,6 +56,7 @@ def _template() -> tuple[bytes, int]:
 
 
 _TEMPLATE, _TEMPLATE_SUM = _template()
+_HEAD, _MIDDLE, _TAIL = _TEMPLATE[100:124], _TEMPLATE[136:148], _TEMPLATE[156:]
 
 
 def _header(name: str, size: int) -> bytes:
@@ -69,8 +70,11 @@ def _header(name: str, size: int) -> bytes:
         return reference_header(name, size)  # tarfile raises its own clear error for these
     size_field = b"%011o\0" % size
     checksum = _TEMPLATE_SUM + sum(raw) + sum(size_field)
-    return b"".join((raw, bytes(100 - len(raw)), _TEMPLATE[100:124], size_field, _TEMPLATE[136:148],
-                     b"%06o\0 " % checksum, _TEMPLATE[156:]))
+    return b"".join((raw, bytes(100 - len(raw)), _HEAD, size_field, _MIDDLE, b"%06o\0 " % checksum, _TAIL))
+
+
+member_header = _header  # for callers that lay members out themselves (TarBuilder.lend)
+ZEROS = bytes(BLOCK)
 
 
 class Writable(Protocol):
@@ -115,7 +119,7 @@ class TarBuilder:
     def add(self, name: str, data: bytes) -> MemberSpan:
         """Write member ``name`` holding ``data``; return its header and data offsets."""
         header_offset = self._pos
-        pad = _ZEROS[:-len(data) % BLOCK]
+        pad = ZEROS[:-len(data) % BLOCK]
         if len(data) <= SMALL:  # one write call for header, data and padding
             self._write(b"".join((_header(name, len(data)), data, pad)))
         else:
@@ -132,7 +136,7 @@ class TarBuilder:
         spans = []
         pos = self._pos
         for name, data in members:
-            parts += (_header(name, len(data)), data, _ZEROS[:-len(data) % BLOCK])
+            parts += (_header(name, len(data)), data, ZEROS[:-len(data) % BLOCK])
             spans.append(MemberSpan(name, pos, pos + BLOCK, len(data)))
             pos += BLOCK + len(data) + (-len(data) % BLOCK)
         self._write(b"".join(parts))
@@ -157,7 +161,7 @@ class TarBuilder:
         name, size, area, lender = self._open
         self._open = None
         area[:BLOCK] = _header(name, size)
-        area[BLOCK + size:] = _ZEROS[:len(area) - BLOCK - size]  # a lent buffer holds old bytes
+        area[BLOCK + size:] = ZEROS[:len(area) - BLOCK - size]  # a lent buffer holds old bytes
         header_offset = self._pos
         if lender is not None:
             lender.commit(len(area))
@@ -165,6 +169,22 @@ class TarBuilder:
         else:
             self._write(area)
         return MemberSpan(name, header_offset, header_offset + BLOCK, size)
+
+    def lend(self, size: int) -> tuple[memoryview, int] | None:
+        """The next ``size`` bytes of the stream's own buffer, to be filled with whole members
+        (headers from :func:`member_header`, payloads, padding), and the archive offset they start
+        at; ``None`` when the stream lends no buffer or not that much at once. :meth:`advance`
+        writes them; not calling it drops them (the archive stays as it was)."""
+        if self._reservable is None:
+            return None
+        area = self._reservable.reserve(size)
+        return None if area is None else (area, self._pos)
+
+    def advance(self, size: int) -> None:
+        """Write the ``size`` bytes lent by :meth:`lend` and filled by the caller."""
+        assert self._reservable is not None, "advance() without lend()"
+        self._reservable.commit(size)
+        self._pos += size
 
     def cancel(self) -> None:
         """Drop the member started by :meth:`begin`: the archive stays as it was before it."""
@@ -177,7 +197,6 @@ class TarBuilder:
         return self._pos
 
 
-_ZEROS = bytes(BLOCK)
 
 
 @dataclass(frozen=True)

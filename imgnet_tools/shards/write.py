@@ -9,6 +9,7 @@ slices and ``dataset.json`` last.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
 from imgnet_tools.execute.tasks import ExecutorParams, Warm, default_workers, run_tasks, warm_pool
-from imgnet_tools.manifest.atomic import atomic_write_text
+from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
 from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, ShardPlan, order, plan_shards, select_table, selection_fingerprint
@@ -166,10 +167,17 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
         records, todo = _done(out, tasks, progress)
         if todo:  # dataset.json must never describe shards that are being rewritten
             (out / state.DATASET_NAME).unlink(missing_ok=True)
-        tables: dict[str, pa.Table] = {}
-        _run(out, [tasks[i] for i in todo], executor, warm, records, tables, progress)
+        stream = ManifestStream(out, [t.plan.stem for t in tasks])
+        try:
+            for task in tasks:  # shards done by an earlier run: their slices, read back
+                if task.plan.stem in records:
+                    stream.add(task.plan.stem, _read_slice(out, task.plan.stem))
+            _run(out, [tasks[i] for i in todo], executor, warm, records, stream, progress)
+            stream.close()
+        except BaseException:
+            stream.abort()
+            raise
         ordered = [records[t.plan.stem] for t in tasks]
-        _write_manifest(out, ordered, tables)
         doc = _dataset_doc(params, nrows, samples, skipped, plans, ordered, fingerprint)
         atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
     failed = [f for r in ordered for f in r["failed"]]
@@ -178,14 +186,14 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
 
 
 def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm, records: dict[str, Any],
-         tables: dict[str, "pa.Table"], progress: Callable[[int], None] | None) -> None:
+         stream: "ManifestStream", progress: Callable[[int], None] | None) -> None:
     """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns;
-    the slices written go into ``tables`` by stem."""
+    the slices go on into ``manifest.parquet`` (``stream``)."""
 
     def done(_: int, result: tuple[dict[str, Any], Columns]) -> None:
         record, columns = result
         stem = Path(record["file"]).stem
-        tables[stem] = commit(out, record, columns)
+        stream.add(stem, commit(out, record, columns))
         records[stem] = record
         if progress is not None:
             progress(record["samples"] + len(record["failed"]))
@@ -217,19 +225,60 @@ def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | N
     return records, todo
 
 
-def _write_manifest(out: Path, records: list[dict[str, Any]], written: dict[str, "pa.Table"]) -> None:
-    """``manifest.parquet``: the shard slices in shard order (those written by this run are taken
-    from memory, the others, done by an earlier run, are read back)."""
-    import pyarrow as pa
+def _read_slice(out: Path, stem: str) -> "pa.Table":
+    from imgnet_tools.manifest.parquet import read_table
 
-    from imgnet_tools.manifest.parquet import arrow_schema, read_table, write_table
+    return read_table(out / f"{stem}.parquet", "shard_manifest")
 
-    stems = [Path(r["file"]).stem for r in records]
-    tables = [written[stem] if stem in written else read_table(out / f"{stem}.parquet", "shard_manifest")
-              for stem in stems]
-    schema = arrow_schema("shard_manifest")
-    table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
-    write_table(table, out / state.MANIFEST_NAME, "shard_manifest")
+
+class ManifestStream:
+    """``manifest.parquet``, written while the shards are: each shard's slice goes in as its own
+    row group as soon as every shard before it is in, so when the last shard is done only the
+    slices still waiting and the footer are left to write. The row groups follow shard order
+    whatever order the shards finish in, so the file is the same bytes in every run (and a row
+    group holds exactly one shard's rows). Written to a temporary name, fsynced and renamed."""
+
+    def __init__(self, out: Path, stems: list[str]) -> None:
+        import pyarrow.parquet as pq
+
+        from imgnet_tools.manifest.parquet import arrow_schema
+
+        self._schema = arrow_schema("shard_manifest")
+        self._stems = stems
+        self._waiting: dict[str, "pa.Table"] = {}
+        self._next = 0
+        self._target = out / state.MANIFEST_NAME
+        self._tmp = out / f"{TMP_PREFIX}{state.MANIFEST_NAME}.{os.getpid()}"
+        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+
+    def add(self, stem: str, table: "pa.Table") -> None:
+        """Shard ``stem``'s slice (conformed to the shard manifest schema)."""
+        self._waiting[stem] = table
+        while self._next < len(self._stems) and self._stems[self._next] in self._waiting:
+            ready = self._waiting.pop(self._stems[self._next])
+            if ready.num_rows:
+                self._writer.write_table(ready.cast(self._schema))
+            self._next += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place (every shard must have been added)."""
+        if self._next != len(self._stems):
+            raise RuntimeError(f"manifest.parquet: {len(self._stems) - self._next} shard slices never came")
+        self._writer.close()
+        fd = os.open(self._tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._tmp, self._target)
+
+    def abort(self) -> None:
+        """Drop the unfinished file (an error closing it, e.g. a full disk, changes nothing)."""
+        try:
+            self._writer.close()
+        except OSError:
+            pass
+        self._tmp.unlink(missing_ok=True)
 
 
 def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipped: Counter[str],
