@@ -225,13 +225,13 @@ def test_global_manifest_is_the_concatenated_slices(tmp_path: Path) -> None:
     assert Counter(r["shard"] for r in whole) == Counter({s["file"]: s["samples"] for s in _dataset(out)["shards"]})
 
 
-def test_columnar_selection_equals_the_row_by_row_one() -> None:
-    """select_table (Arrow columns, keys checked by Arrow's RE2) gives what select gives from row dicts:
-    unsafe keys sanitized, fixed rows without mtime, skipped statuses counted, nulls kept, missing
-    optional columns read as null."""
+def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null() -> None:
+    """select_table: unsafe keys sanitized (Arrow's RE2 check agrees with sanitize_key), fixed rows
+    without mtime, skipped statuses counted, nulls kept, missing optional columns read as null."""
     import pyarrow as pa
 
-    from imgnet_tools.shards.plan import select, select_table
+    from imgnet_tools.shards.keys import sanitize_key
+    from imgnet_tools.shards.plan import SampleIn, select_table
 
     rows = [
         {"key": "train-n1-a", "path": "/d/a.jpg", "source_path": "/s/a.jpg", "split": "train", "label": 3, "wnid": "n1",
@@ -246,12 +246,20 @@ def test_columnar_selection_equals_the_row_by_row_one() -> None:
          "width": 1, "height": 1, "sha256": "ee", "bytes": 3, "mtime_ns": 9, "status": "duplicate"},
     ]
     table = pa.table({c: [r[c] for r in rows] for c in rows[0]})
-    assert select_table(table) == select(rows)
     samples, skipped = select_table(table)
-    assert [s.key for s in samples][0] == "train-n1-a" and samples[1].key != rows[1]["key"] and len(samples[2].key) <= 80
-    assert samples[1].mtime_ns is None and samples[1].source_path == "/d/b.jpg" and skipped == {"rejected": 1, "duplicate": 1}
-    without = table.drop_columns(["mtime_ns", "source_path"])  # optional columns a manifest may lack
-    assert select_table(without) == select([{k: v for k, v in r.items() if k not in ("mtime_ns", "source_path")} for r in rows])
+    assert skipped == {"rejected": 1, "duplicate": 1}
+    assert samples == [
+        SampleIn("train-n1-a", "train-n1-a", "/d/a.jpg", "/s/a.jpg", "train", 3, "n1", 5, 4, "aa", 10, 7),
+        SampleIn(sanitize_key("x/../y z.é"), "x/../y z.é", "/d/b.jpg", "/d/b.jpg", "val", None, None, None, None, None,
+                 None, None),
+        SampleIn(sanitize_key("k" * 81), "k" * 81, "/d/c.jpg", "/s/c.jpg", "train", 0, "n0", 1, 1, "cc", 3, 9),
+    ]
+    assert samples[1].key != rows[1]["key"] and len(samples[2].key) <= 80
+    without, _ = select_table(table.drop_columns(["mtime_ns", "source_path"]))  # optional columns a manifest may lack
+    assert without == [s._replace(mtime_ns=None, source_path=s.path) for s in samples]
+    twice = pa.concat_tables([table, table])
+    with pytest.raises(InputError, match="repeated keys"):
+        select_table(twice)
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:

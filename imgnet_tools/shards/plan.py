@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from imgnet_tools.errors import InputError
 from imgnet_tools.shards.keys import SAFE_KEY_PATTERN, sanitize_key
@@ -78,55 +78,35 @@ class ShardPlan:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def select(rows: Iterable[dict[str, Any]]) -> tuple[list[SampleIn], Counter[str]]:
-    """Rows to shard (status ok/fixed) as :class:`SampleIn`, and the count of skipped rows by status."""
-    rows = list(rows)
-    columns = {name: [row.get(name) for row in rows] for name in SELECTED_COLUMNS}
-    return _select_columns(columns, len(rows))
-
-
 # Manifest columns that selection reads (the optional ones may be missing from a manifest).
-SELECTED_COLUMNS = ("status", "key", "path", "source_path", "split", "label", "wnid", "width", "height", "sha256", "bytes",
-            "mtime_ns")
+SELECTED_COLUMNS = ("status", "key", "path", "source_path", "split", "label", "wnid", "width", "height", "sha256",
+                    "bytes", "mtime_ns")
 
 
 def select_table(table: "pa.Table") -> tuple[list[SampleIn], Counter[str]]:
-    """:func:`select` over a manifest table, column by column (no row dicts: several times faster)."""
+    """Rows to shard (status ok/fixed) as :class:`SampleIn`, and the count of skipped rows by status.
+
+    Works column by column (no row dicts); a missing optional column reads as null. Keys are
+    checked for tar safety by Arrow's RE2 and only the unsafe ones are sanitized in Python.
+    """
     import pyarrow.compute as pc
 
     names = set(table.column_names)
-    columns = {name: table.column(name).to_pylist() if name in names else [None] * table.num_rows
-               for name in SELECTED_COLUMNS}
-    keys = table.column("key")
-    safe = pc.match_substring_regex(keys, f"^{SAFE_KEY_PATTERN}$").to_pylist()
-    columns["safe_key"] = [k if ok else sanitize_key(k) for k, ok in zip(columns["key"], safe)]
-    return _select_columns(columns, table.num_rows, typed=True)
-
-
-def _select_columns(columns: dict[str, list[Any]], n: int, typed: bool = False) -> tuple[list[SampleIn], Counter[str]]:
-    """The selection from manifest columns; ``typed``: the int columns hold ints or None already
-    (from Arrow) and ``safe_key`` holds the sanitized keys."""
-    status = columns["status"]
+    n = table.num_rows
+    col: dict[str, list[Any]] = {name: table.column(name).to_pylist() if name in names else [None] * n
+                                 for name in SELECTED_COLUMNS}
+    status, keys, paths, source_paths = col["status"], col["key"], col["path"], col["source_path"]
+    safe = pc.match_substring_regex(table.column("key"), f"^{SAFE_KEY_PATTERN}$").to_pylist()
+    safe_keys = [k if ok else sanitize_key(k) for k, ok in zip(keys, safe)]
     skipped: Counter[str] = Counter(s for s in status if s not in TAKEN)
-    keys, paths, source_paths = columns["key"], columns["path"], columns["source_path"]
-    safe_keys = columns["safe_key"] if typed else [sanitize_key(k) for k in keys]
-    splits, wnids = columns["split"], columns["wnid"]
-    ints = [columns[c] if typed else [_opt_int(v) for v in columns[c]] for c in ("label", "width", "height", "bytes", "mtime_ns")]
-    labels, widths, heights, sizes, mtimes = ints
-    shas = columns["sha256"]
     taken = [
-        SampleIn(safe_keys[i], keys[i], paths[i], source_paths[i] or paths[i], splits[i], labels[i], wnids[i],
-                 widths[i], heights[i], shas[i], sizes[i],
+        SampleIn(safe_keys[i], keys[i], paths[i], source_paths[i] or paths[i], col["split"][i], col["label"][i],
+                 col["wnid"][i], col["width"][i], col["height"][i], col["sha256"][i], col["bytes"][i],
                  # size and mtime describe the file at path only for ok rows (fixed rows point at a copy)
-                 mtimes[i] if status[i] == "ok" else None)
+                 col["mtime_ns"][i] if status[i] == "ok" else None)
         for i in range(n) if status[i] in TAKEN
     ]
-    unique = {s.key for s in taken}
-    if len(unique) != len(taken):
+    if len({s.key for s in taken}) != len(taken):
         dups = [k for k, c in Counter(s.key for s in taken).items() if c > 1]
         raise InputError(f"the manifest has {len(dups)} repeated keys (first: {dups[0]!r}); keys must be unique.")
     return taken, skipped

@@ -8,9 +8,11 @@ returns) writes the record last, so a crash at any point leaves no shard marked 
 incomplete. A sample whose file cannot be read or decoded is left out and listed in the record
 (``failed``), never raised.
 
-Copy mode is the hot path (about 100 KB per sample, so per-sample costs count): a JPEG source is
-read once, straight into the tar's write buffer (:func:`_copy_jpeg`); the .cls and .json members
-go out in one write; the row is a tuple, and the shard's rows go back to the driver as columns.
+Copy mode is the hot path (about 100 KB per sample, so per-sample costs count): for a row that
+vouches for its file (size, mtime, sha256, width, height) the source is read once, straight into
+the tar's write buffer, and the sample's three members are laid out in that one area
+(:func:`_copy_vouched`); other JPEG rows are read in place too (:func:`_copy_jpeg`), then hashed.
+The row is a tuple, and the shard's rows go back to the driver as columns.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``imgnet shard``: a verified, deduplicated manifest -> webdataset shards + indexes + manifests.
 
 Entry point per docs/CONTRACTS.md: :class:`ShardParams`, :func:`shard`, :func:`outputs_complete`.
-The run: select and plan (``plan``), take the output lock and check or record the run
-(``state``), write every shard not already done as one task each on the chosen executor
-(``worker``; local pool or Ray, identical output), then write ``manifest.parquet`` from the shard
-slices and ``dataset.json`` last.
+The run: start the local pool's workers, select and plan (``plan``), take the output lock and
+check or record the run (``state``), write every shard not already done as one task each on the
+chosen executor (``worker``; local pool or Ray, identical output) while ``manifest.parquet`` is
+written from the shard slices in shard order (:class:`ManifestStream`), then ``dataset.json`` last.
 """
 
 from __future__ import annotations
