@@ -200,7 +200,7 @@ def _fresh(path: Path) -> Path:
 
 
 def run(repeats: int) -> list[Result]:
-    from imgnet_tools.execute.tasks import default_workers
+    from imgnet_tools.execute.local import available_cores
     from imgnet_tools.shards.write import ShardParams, shard_workers
 
     workers = shard_workers(ShardParams(manifest="", out=""))  # the default for copy mode
@@ -221,7 +221,7 @@ def run(repeats: int) -> list[Result]:
     t_ours, t_wds = t["ours"], t["wds"]
     common = {"samples": len(rows), "source_MB": round(source_bytes / 1e6, 1), "tar_MB": round(tar_bytes / 1e6, 1),
               "image": f"{COPY_SIZE[0]}x{COPY_SIZE[1]} q{QUALITY}", "shard_size": SHARD_SIZE,
-              "workers": f"default ({workers}: 2 x {default_workers()} cores)", "fsync": "data on disk before the clock stops",
+              "workers": f"default ({workers}: 2 x {available_cores()} cores)", "fsync": "data on disk before the clock stops",
               "sources": "in page cache"}
 
     def mbs(seconds: float) -> float:

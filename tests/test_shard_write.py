@@ -263,10 +263,10 @@ def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:
-    from imgnet_tools.execute.tasks import default_workers
+    from imgnet_tools.execute.local import available_cores
     from imgnet_tools.shards.write import shard_workers
 
-    assert shard_workers(ShardParams(manifest="m", out="o")) == 2 * default_workers()
+    assert shard_workers(ShardParams(manifest="m", out="o")) == 2 * available_cores()
     assert shard_workers(ShardParams(manifest="m", out="o", workers=3)) == 3
     assert shard_workers(ShardParams(manifest="m", out="o", resize_short=256)) is None  # decoding is CPU-bound: every core
     assert shard_workers(ShardParams(manifest="m", out="o", executor="ray")) is None  # Ray decides

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from imgnet_tools.errors import ImgnetError, InputError
+from imgnet_tools.execute.local import resolve_workers
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,14 +39,6 @@ class WorkerLostError(ImgnetError):
     """A task's worker died more times than the retries allow."""
 
 
-def default_workers() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def run_tasks(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -63,7 +56,7 @@ def run_tasks(
         return run_on_ray(fn, items, params, on_done)
     if params.address is not None:
         raise InputError("--address is only for --executor ray.")
-    return run_local(fn, items, params.workers or default_workers(), params.retries, on_done, warm)
+    return run_local(fn, items, resolve_workers(params.workers), params.retries, on_done, warm)
 
 
 def _context(fn: Callable[..., object]) -> "multiprocessing.context.BaseContext":
@@ -88,7 +81,7 @@ def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams
     worker, or an inline run.
     """
     warm = Warm()
-    workers = params.workers or default_workers()
+    workers = resolve_workers(params.workers)
     if params.executor == "local" and workers > 1:
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(fn))
         for _ in range(workers):  # a pool spawns a worker per submitted task while none is idle

@@ -29,9 +29,9 @@ def _umask() -> int:
     return mask
 
 
-def _usual_mode(path: Path, directory: bool = False) -> None:
-    """Give a mkstemp/mkdtemp result (0600/0700) the mode a plain open/mkdir would have."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+def _usual_dir_mode(path: Path) -> None:
+    """Give a mkdtemp result (0700) the mode a plain mkdir would have."""
+    os.chmod(path, 0o777 & ~_umask())
 
 
 @contextlib.contextmanager
@@ -43,11 +43,8 @@ def atomic_path(target: str | os.PathLike[str], fsync: bool = True) -> Iterator[
     checks some other way, e.g. a hash in a record written after them).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
+    fd, tmp_path = _create_tmp(target)
     os.close(fd)
-    tmp_path = Path(tmp)
-    _usual_mode(tmp_path)
     try:
         yield tmp_path
         if fsync:
@@ -60,25 +57,29 @@ def atomic_path(target: str | os.PathLike[str], fsync: bool = True) -> Iterator[
         raise
 
 
-def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``fsync``).
-
-    The temporary file is created with the usual mode and written through the descriptor that
-    created it (one open, no chmod): shard runs write four small files per shard.
-    """
-    target = Path(target)
+def _create_tmp(target: Path) -> tuple[int, Path]:
+    """Create a new temporary file next to ``target`` (and its folder if missing), open for
+    writing, with the mode a plain ``open()`` would give (the umask applies); return fd and path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         tmp = target.parent / f"{TMP_PREFIX}{target.name}.{os.getpid()}-{next(_COUNTER)}"
         try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open
-            break
+            return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # left by a killed process that had our pid
             continue
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
-    else:  # pragma: no cover - a hundred stale names in a row
-        raise FileExistsError(f"cannot create a temporary file next to {target}")
+    raise FileExistsError(f"cannot create a temporary file next to {target}")  # pragma: no cover
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``fsync``).
+
+    The temporary file is written through the descriptor that created it (one open): shard runs
+    write several small files per shard.
+    """
+    target = Path(target)
+    fd, tmp = _create_tmp(target)
     try:
         try:
             view = memoryview(data)
@@ -114,7 +115,7 @@ def atomic_output_dir(target: str | os.PathLike[str], overwrite: bool = False) -
         raise OutputExistsError(f"{target} already exists and is not empty; pass --overwrite to replace it.")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent))
-    _usual_mode(staging, directory=True)
+    _usual_dir_mode(staging)
     try:
         yield staging
     except BaseException:

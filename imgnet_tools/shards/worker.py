@@ -128,7 +128,7 @@ def _copy_jpeg(builder: TarBuilder, sample: SampleIn) -> tuple[MemberSpan, str] 
             return changed
         area = builder.begin(f"{sample.key}.jpg", info.st_size)
         try:
-            got = _read_into(fh, area)
+            got = _read_into(fh.fileno(), area)
         except OSError as exc:
             builder.cancel()
             return f"unreadable: {exc.strerror or exc}"
@@ -145,11 +145,11 @@ def _copy_jpeg(builder: TarBuilder, sample: SampleIn) -> tuple[MemberSpan, str] 
     return builder.end(), source_sha
 
 
-def _read_into(fh: io.FileIO, area: memoryview) -> int:
-    """Fill ``area`` from ``fh`` (raw, unbuffered); return the bytes read (fewer at end of file)."""
+def _read_into(fd: int, area: memoryview) -> int:
+    """Fill ``area`` from file descriptor ``fd``; return the bytes read (fewer at end of file)."""
     got = 0
     while got < len(area):
-        n = fh.readinto(area[got:])
+        n = os.readv(fd, [area[got:]])
         if not n:
             break
         got += n
@@ -282,13 +282,8 @@ def _copy_vouched(builder: TarBuilder, sample: SampleIn, shard_file: str, shard_
             return None
         area, start = lent
         payload = area[BLOCK:BLOCK + size]
-        got = 0
         try:
-            while got < size:
-                n = os.readv(fd, [payload[got:]])
-                if not n:
-                    break
-                got += n
+            got = _read_into(fd, payload)
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
     finally:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
-from imgnet_tools.execute.tasks import ExecutorParams, Warm, default_workers, run_tasks, warm_pool
+from imgnet_tools.execute.local import available_cores
+from imgnet_tools.execute.tasks import ExecutorParams, Warm, run_tasks, warm_pool
 from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
@@ -146,7 +147,7 @@ def shard_workers(params: ShardParams) -> int | None:
     writes) while the others use the cores (measured in benchmarks/bench_shard.py)."""
     if params.workers is not None or params.executor != "local" or needs_decode(params.transform()):
         return params.workers
-    return 2 * default_workers()
+    return 2 * available_cores()
 
 
 def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
