@@ -8,6 +8,7 @@ import json
 import tarfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -246,7 +247,7 @@ def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null
          "width": 1, "height": 1, "sha256": "ee", "bytes": 3, "mtime_ns": 9, "status": "duplicate"},
     ]
     table = pa.table({c: [r[c] for r in rows] for c in rows[0]})
-    samples, skipped = select_table(table)
+    samples, skipped, fingerprint = select_table(table)
     assert skipped == {"rejected": 1, "duplicate": 1}
     assert samples == [
         SampleIn("train-n1-a", "train-n1-a", "/d/a.jpg", "/s/a.jpg", "train", 3, "n1", 5, 4, "aa", 10, 7),
@@ -255,11 +256,42 @@ def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null
         SampleIn(sanitize_key("k" * 81), "k" * 81, "/d/c.jpg", "/s/c.jpg", "train", 0, "n0", 1, 1, "cc", 3, 9),
     ]
     assert samples[1].key != rows[1]["key"] and len(samples[2].key) <= 80
-    without, _ = select_table(table.drop_columns(["mtime_ns", "source_path"]))  # optional columns a manifest may lack
+    without, _, _ = select_table(table.drop_columns(["mtime_ns", "source_path"]))  # optional columns a manifest may lack
     assert without == [s._replace(mtime_ns=None, source_path=s.path) for s in samples]
     twice = pa.concat_tables([table, table])
     with pytest.raises(InputError, match="repeated keys"):
         select_table(twice)
+
+
+def test_selection_fingerprint_ignores_row_order_and_sees_every_value() -> None:
+    """The fingerprint hashes Arrow buffers: the same rows in another order give the same value;
+    any change to a selected value gives another, including null vs empty, bytes moved between
+    neighbouring strings, and a different mtime; rows that are not selected do not count."""
+    import pyarrow as pa
+
+    from imgnet_tools.shards.plan import select_table
+
+    rows = [{"key": f"k{i}", "path": f"/d/{i}.jpg", "source_path": None, "split": "train", "label": i % 3,
+             "wnid": "n1", "width": 5, "height": 4, "sha256": f"{i:02x}", "bytes": 10 + i, "mtime_ns": 7,
+             "status": "ok"} for i in range(6)]
+    rows.append({**rows[0], "key": "gone", "status": "rejected"})
+
+    def fingerprint(rows: list[dict[str, Any]]) -> str:
+        return select_table(pa.table({c: [r[c] for r in rows] for c in rows[0]})).fingerprint
+
+    base = fingerprint(rows)
+    assert fingerprint(rows[::-1]) == base and fingerprint(rows[:-1]) == base
+    changed = [
+        [{**rows[0], "wnid": None}, *rows[1:]],
+        [{**rows[0], "wnid": ""}, *rows[1:]],
+        [{**rows[0], "path": "/d/0.jp"}, {**rows[1], "path": "g/d/1.jpg"}, *rows[2:]],  # a byte moved between rows
+        [{**rows[0], "mtime_ns": 8}, *rows[1:]],
+        [{**rows[0], "label": None}, *rows[1:]],
+        [{**rows[0], "status": "fixed"}, *rows[1:]],  # a fixed row's mtime does not describe its file
+        rows[1:],
+    ]
+    fingerprints = [fingerprint(variant) for variant in changed]
+    assert base not in fingerprints and len(set(fingerprints)) == len(changed)
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:

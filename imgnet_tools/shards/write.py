@@ -22,7 +22,7 @@ from imgnet_tools.execute.tasks import ExecutorParams, Warm, run_tasks, warm_poo
 from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
-from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, ShardPlan, order, plan_shards, select_table, selection_fingerprint
+from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, Selection, ShardPlan, order, plan_shards, select_table
 from imgnet_tools.shards.transform import TransformParams, needs_decode
 from imgnet_tools.shards.worker import Columns, ShardTask, commit, write_shard
 
@@ -89,8 +89,8 @@ def _validate(params: ShardParams) -> None:
             raise InputError(message)
 
 
-def _read_selection(path: str) -> tuple[int, list[SampleIn], Counter[str]]:
-    """The manifest's row count, the rows to shard, and the skipped rows counted by status."""
+def _read_selection(path: str) -> tuple[int, Selection]:
+    """The manifest's row count, and what :func:`select_table` takes from it."""
     import pyarrow.parquet as pq
 
     from imgnet_tools.manifest.parquet import read_table
@@ -100,8 +100,7 @@ def _read_selection(path: str) -> tuple[int, list[SampleIn], Counter[str]]:
     except Exception:  # read_table says what is wrong with the file
         present = set(SELECTED_COLUMNS)
     table = read_table(path, "manifest", columns=[c for c in SELECTED_COLUMNS if c in present])
-    samples, skipped = select_table(table)
-    return table.num_rows, samples, skipped
+    return table.num_rows, select_table(table)
 
 
 def _class_list(samples: list[SampleIn], words: str | None) -> list[dict[str, Any]]:
@@ -152,7 +151,7 @@ def shard_workers(params: ShardParams) -> int | None:
 
 def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
            progress: Callable[[int], None] | None) -> ShardResult:
-    nrows, samples, skipped = _read_selection(params.manifest)
+    nrows, (samples, skipped, fingerprint) = _read_selection(params.manifest)
     if not samples:
         raise InputError(
             f"{params.manifest} has no rows with status ok or fixed ({nrows} rows: "
@@ -162,7 +161,6 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
     transform = params.transform()
     tasks = [ShardTask(str(Path(params.out).resolve()), p, transform) for p in plans]
     out = Path(params.out)
-    fingerprint = selection_fingerprint(samples)
     with state.locked(out):
         state.prepare(out, params.output_params(), fingerprint, len(plans), params.overwrite)
         records, todo = _done(out, tasks, progress)
@@ -320,7 +318,7 @@ def outputs_complete(params: ShardParams) -> bool:
     if run is None or doc is None or run["params"] != params.output_params():
         return False
     try:
-        _, samples, _ = _read_selection(params.manifest)
+        _, selection = _read_selection(params.manifest)
     except Exception:
         return False
-    return bool(run["fingerprint"] == selection_fingerprint(samples))
+    return bool(run["fingerprint"] == selection.fingerprint)
