@@ -103,13 +103,27 @@ def _read_selection(path: str) -> tuple[int, Selection]:
     return table.num_rows, select_table(table)
 
 
-def _class_list(samples: list[SampleIn], words: str | None) -> list[dict[str, Any]]:
-    names = _read_words(words) if words else {}
-    seen: dict[int, str | None] = {}
-    for sample in samples:
-        if sample.label is not None:
-            seen.setdefault(sample.label, sample.wnid)
-    return [{"index": i, "wnid": seen[i], "name": names.get(seen[i] or "")} for i in sorted(seen)]
+class _Summary:
+    """What ``dataset.json`` says of the selection (class list, class counts per split), computed
+    once, while the shards are being written (:meth:`compute` is called as each shard is
+    committed) rather than after the last one."""
+
+    def __init__(self, samples: list[SampleIn], words: str | None) -> None:
+        self._samples, self._words = samples, words
+        self._done: tuple[list[dict[str, Any]], Counter[tuple[str, int]]] | None = None
+
+    def compute(self) -> tuple[list[dict[str, Any]], Counter[tuple[str, int]]]:
+        """The class list and the count of samples per (split, label) (label -1: none)."""
+        if self._done is None:
+            names = _read_words(self._words) if self._words else {}
+            seen: dict[int, str | None] = {}
+            for sample in self._samples:
+                if sample.label is not None:
+                    seen.setdefault(sample.label, sample.wnid)
+            classes = [{"index": i, "wnid": seen[i], "name": names.get(seen[i] or "")} for i in sorted(seen)]
+            counts = Counter((s.split, -1 if s.label is None else s.label) for s in self._samples)
+            self._done = classes, counts
+        return self._done
 
 
 def _read_words(path: str) -> dict[str, str]:
@@ -167,17 +181,18 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
         if todo:  # dataset.json must never describe shards that are being rewritten
             (out / state.DATASET_NAME).unlink(missing_ok=True)
         stream = ManifestStream(out, [t.plan.stem for t in tasks])
+        summary = _Summary(samples, params.words)
         try:
             for task in tasks:  # shards done by an earlier run: their slices, read back
                 if task.plan.stem in records:
                     stream.add(task.plan.stem, _read_slice(out, task.plan.stem))
-            _run(out, [tasks[i] for i in todo], executor, warm, records, stream, progress)
+            _run(out, [tasks[i] for i in todo], executor, warm, records, stream, progress, summary.compute)
             stream.close()
         except BaseException:
             stream.abort()
             raise
         ordered = [records[t.plan.stem] for t in tasks]
-        doc = _dataset_doc(params, nrows, samples, skipped, plans, ordered, fingerprint)
+        doc = _dataset_doc(params, nrows, samples, skipped, plans, ordered, fingerprint, summary)
         atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
     failed = [f for r in ordered for f in r["failed"]]
     return ShardResult(str(out), doc["samples"], len(plans), len(todo), len(plans) - len(todo),
@@ -185,9 +200,10 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
 
 
 def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm, records: dict[str, Any],
-         stream: "ManifestStream", progress: Callable[[int], None] | None) -> None:
+         stream: "ManifestStream", progress: Callable[[int], None] | None, meanwhile: Callable[[], object]) -> None:
     """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns;
-    the slices go on into ``manifest.parquet`` (``stream``)."""
+    the slices go on into ``manifest.parquet`` (``stream``). ``meanwhile`` is called after each
+    commit (work for the end of the run that can be done while the shards are written)."""
 
     def done(_: int, result: tuple[dict[str, Any], Columns]) -> None:
         record, columns = result
@@ -196,6 +212,7 @@ def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm
         records[stem] = record
         if progress is not None:
             progress(record["samples"] + len(record["failed"]))
+        meanwhile()
 
     try:
         run_tasks(write_shard, tasks, executor, on_done=done, warm=warm)
@@ -249,6 +266,7 @@ class ManifestStream:
         self._target = out / state.MANIFEST_NAME
         self._tmp = out / f"{TMP_PREFIX}{state.MANIFEST_NAME}.{os.getpid()}"
         self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        self._fd = os.open(self._tmp, os.O_RDONLY)  # for starting writeback as the file grows
 
     def add(self, stem: str, table: "pa.Table") -> None:
         """Shard ``stem``'s slice (conformed to the shard manifest schema)."""
@@ -257,6 +275,7 @@ class ManifestStream:
             ready = self._waiting.pop(self._stems[self._next])
             if ready.num_rows:
                 self._writer.write_table(ready.cast(self._schema))
+                _start_writeback(self._fd)  # so that close() has little left to fsync
             self._next += 1
 
     def close(self) -> None:
@@ -264,11 +283,10 @@ class ManifestStream:
         if self._next != len(self._stems):
             raise RuntimeError(f"manifest.parquet: {len(self._stems) - self._next} shard slices never came")
         self._writer.close()
-        fd = os.open(self._tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fsync(self._fd)
         finally:
-            os.close(fd)
+            os.close(self._fd)
         os.replace(self._tmp, self._target)
 
     def abort(self) -> None:
@@ -277,30 +295,41 @@ class ManifestStream:
             self._writer.close()
         except OSError:
             pass
+        os.close(self._fd)
         self._tmp.unlink(missing_ok=True)
 
 
+def _start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to disk without waiting (Linux does this for
+    ``POSIX_FADV_DONTNEED``, which then drops the pages that are clean)."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipped: Counter[str],
-                 plans: list[ShardPlan], records: list[dict[str, Any]], fingerprint: str) -> dict[str, Any]:
+                 plans: list[ShardPlan], records: list[dict[str, Any]], fingerprint: str,
+                 summary: _Summary) -> dict[str, Any]:
+    classes, selected_counts = summary.compute()
+    counts = Counter(selected_counts)
     failed_keys = {f["key"] for r in records for f in r["failed"]}
-    kept = [s for s in samples if s.source_key not in failed_keys]
+    if failed_keys:  # samples left out of the shards are not counted
+        counts.subtract((s.split, -1 if s.label is None else s.label) for s in samples if s.source_key in failed_keys)
     splits: dict[str, dict[str, Any]] = {}
     for plan, record in zip(plans, records):
-        entry = splits.setdefault(plan.split, {"samples": 0, "shards": 0, "bytes": 0, "class_counts": Counter()})
+        entry = splits.setdefault(plan.split, {"samples": 0, "shards": 0, "bytes": 0, "class_counts": {}})
         entry["samples"] += record["samples"]
         entry["shards"] += 1
         entry["bytes"] += record["bytes"]
-    for sample in kept:
-        splits[sample.split]["class_counts"][str(-1 if sample.label is None else sample.label)] += 1
-    for entry in splits.values():
-        entry["class_counts"] = dict(sorted(entry["class_counts"].items(), key=lambda kv: int(kv[0])))
+    for (split, label), count in sorted(counts.items()):
+        if count > 0:
+            splits[split]["class_counts"][str(label)] = count
     doc = {
         "format_version": format_version("dataset"), "created_by": f"imgnet {__version__}",
         "params": params.output_params(),
         "source": {"manifest": params.manifest, "fingerprint": fingerprint, "rows": nrows,
                    "selected": len(samples), "skipped": dict(sorted(skipped.items()))},
         "samples": sum(r["samples"] for r in records), "splits": splits,
-        "classes": _class_list(samples, params.words),
+        "classes": classes,
         "shards": [{"file": r["file"], "index": r["index"], "split": r["split"], "samples": r["samples"],
                     "bytes": r["bytes"], "sha256": r["sha256"], "index_file": Path(r["file"]).with_suffix(".idx").name,
                     "manifest_file": Path(r["file"]).with_suffix(".parquet").name} for r in records],
