@@ -59,6 +59,22 @@ def test_layout_counts_and_schemas(tmp_path: Path) -> None:
     assert not [p for p in out.rglob(".tmp-*")]
 
 
+def test_words_name_the_classes_and_splits_count_their_own_classes(tmp_path: Path) -> None:
+    rows = make_dataset(tmp_path / "img", CLASSES)
+    for row in rows[:3]:
+        row["split"] = "val"
+    words = tmp_path / "words.txt"
+    words.write_text("n01440764\ttench, Tinca tinca\nn01443537\tgoldfish, Carassius auratus\n")
+    out, _ = _run(tmp_path, rows, size=5, prefix="{split}", words=str(words))
+    doc = _dataset(out)
+    assert doc["classes"] == [{"index": 0, "wnid": "n01440764", "name": "tench, Tinca tinca"},
+                              {"index": 1, "wnid": "n01443537", "name": "goldfish, Carassius auratus"},
+                              {"index": 2, "wnid": "n01484850", "name": None}]
+    expected = {split: dict(sorted(Counter(str(r["label"]) for r in rows if r["split"] == split).items(),
+                                   key=lambda kv: int(kv[0]))) for split in ("train", "val")}
+    assert {split: entry["class_counts"] for split, entry in doc["splits"].items()} == expected
+
+
 def test_python_tarfile_and_webdataset_read_back_every_sample(tmp_path: Path) -> None:
     import webdataset as wds
 
