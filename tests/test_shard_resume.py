@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -127,3 +128,31 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(tmp_path: Path) 
     assert not (out / "train-000005.tar").exists() and not list(out.glob(".tmp-*")) and not (out / "dataset.json").exists()
     result = shard(ShardParams(manifest=str(manifest), out=str(out), size=1, workers=1, shuffle=False))
     assert (result.resumed, result.written) == (5, 1) and _files(out) == _files(ref)
+
+
+def test_the_committer_marks_shards_done_in_groups_and_hands_back_its_error(tmp_path: Path) -> None:
+    """Records are written for every shard put before close(), after their tars are fsynced; a
+    failing fsync (here: a tar that is not there) stops the committing, and put() or close()
+    raise that error in the caller's thread."""
+    from imgnet_tools.shards.write import _Committer
+
+    (tmp_path / "_state").mkdir()
+    records: dict = {}
+    committer = _Committer(tmp_path, records, fsync=True)
+    for i in range(5):
+        (tmp_path / f"s-{i}.tar").write_bytes(b"x")
+        committer.put({"file": f"s-{i}.tar", "n": i})
+    committer.close()
+    assert sorted(records) == [f"s-{i}" for i in range(5)]
+    assert [json.loads((tmp_path / "_state" / f"s-{i}.json").read_text())["n"] for i in range(5)] == list(range(5))
+
+    failing = _Committer(tmp_path, {}, fsync=True)
+    failing.put({"file": "missing.tar"})
+    with pytest.raises(FileNotFoundError):
+        failing.close()
+    later = _Committer(tmp_path, {}, fsync=True)
+    later.put({"file": "missing.tar"})
+    later._thread.join(timeout=10)  # the thread has stopped on the error
+    with pytest.raises(FileNotFoundError):
+        later.put({"file": "s-0.tar"})
+    assert not (tmp_path / "_state" / "missing.json").exists()

@@ -11,7 +11,8 @@ system allows it the file is opened with ``O_DIRECT``, so full chunks go from ou
 device without a second copy through the page cache (and without evicting the sources from it);
 otherwise it is an ordinary buffered file whose writeback is started after each chunk. The tail
 that is not a multiple of the device block is written with ``O_DIRECT`` switched off, then the
-file is fsynced: the bytes are on disk when :meth:`close` returns.
+file is fsynced: the bytes are on disk when :meth:`close` returns (or, with ``sync=False``, once
+the caller has fsynced the file: ``imgnet shard`` does that for a group of shards at once).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ DIRECT_ALIGN = 4096  # O_DIRECT wants offsets and lengths aligned to the logical
 class ShardSink:
     """A write-only binary file with a running sha256 (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str], chunk: int = CHUNK) -> None:
+    def __init__(self, path: str | os.PathLike[str], chunk: int = CHUNK, sync: bool = True) -> None:
         self._fd, self.direct = _open(Path(path))
+        self._sync = sync
         self._sha = hashlib.sha256()
         self._buffers = [_take_buffer(chunk), _take_buffer(chunk)]
         self._pending: list[cf.Future[None] | None] = [None, None]
@@ -112,7 +114,8 @@ class ShardSink:
         return self._sha.hexdigest()
 
     def close(self) -> None:
-        """Write what is left, fsync and close; raise the writer thread's error if it had one."""
+        """Write what is left, fsync (unless made with ``sync=False``: then the caller makes the file
+        durable) and close; raise the writer thread's error if it had one."""
         try:
             if self._fill:
                 self._submit()
@@ -120,7 +123,8 @@ class ShardSink:
                 if future is not None:
                     future.result()
                     self._pending[i] = None
-            os.fsync(self._fd)
+            if self._sync:
+                os.fsync(self._fd)
         finally:
             self._writer.shutdown(wait=True)
             os.close(self._fd)

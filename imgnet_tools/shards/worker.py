@@ -3,9 +3,9 @@
 A task is self-contained and deterministic: the same :class:`ShardTask` gives the same bytes in
 any process on any machine, so the local pool and Ray produce identical output and a retried or
 resumed shard is simply written again. Every file goes to a temporary name and is renamed into
-place; the task first removes any old record, and :func:`commit` (run by the driver as each task
-returns) writes the record last, so a crash at any point leaves no shard marked done that is
-incomplete. A sample whose file cannot be read or decoded is left out and listed in the record
+place; the task first removes any old record, and the driver, as each task returns, writes the
+shard's Parquet slice (:func:`write_slice`) and, once the tar is on disk, the record
+(:func:`write_record`), so a crash at any point leaves no shard marked done that is incomplete. A sample whose file cannot be read or decoded is left out and listed in the record
 (``failed``), never raised.
 
 Copy mode is the hot path (about 100 KB per sample, so per-sample costs count): for a row that
@@ -49,6 +49,7 @@ class ShardTask:
     out: str
     plan: ShardPlan
     transform: TransformParams
+    sync: bool = True  # fsync the tar; False: the caller makes it durable before committing the shard
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -219,8 +220,8 @@ def _write_tar(task: ShardTask, tar_path: Path) -> tuple[Columns, list[dict[str,
     failed: list[dict[str, str]] = []
     copy_mode = not needs_decode(task.transform)
     shard_file, shard_index = f"{task.plan.stem}.tar", task.plan.index
-    with atomic_path(tar_path, fsync=False) as tmp:  # ShardSink.close fsyncs: once per tar is enough
-        with ShardSink(tmp) as sink:
+    with atomic_path(tar_path, fsync=False) as tmp:  # ShardSink.close fsyncs (task.sync): once per tar is enough
+        with ShardSink(tmp, sync=task.sync) as sink:
             builder = TarBuilder(sink)
             for sample in task.plan.samples:
                 row: tuple[Any, ...] | str | None = None
@@ -343,8 +344,9 @@ def write_shard(task: ShardTask) -> tuple[dict[str, Any], Columns]:
     shard-manifest columns (columns, not row dicts: a fraction of the pickling, and Arrow takes
     them as they are).
 
-    The caller commits the shard with :func:`commit` (Parquet slice, then the record), so that
-    workers never import pyarrow and start fast.
+    The caller commits the shard (:func:`write_slice`, then :func:`write_record`), so that
+    workers never import pyarrow and start fast; with ``task.sync`` false, the caller fsyncs the
+    tar before it writes the record.
     """
     out = Path(task.out)
     state.record_path(out, task.plan.stem).unlink(missing_ok=True)  # never vouch for new, half-written files
@@ -358,11 +360,11 @@ def write_shard(task: ShardTask) -> tuple[dict[str, Any], Columns]:
     return record, columns
 
 
-def commit(out: Path, record: dict[str, Any], columns: Columns) -> "pa.Table":
-    """Write the shard's Parquet slice, then its record: from now on the shard counts as done.
-    Returns the slice as a table (the driver keeps it for ``manifest.parquet``).
+def write_slice(out: Path, record: dict[str, Any], columns: Columns) -> tuple[dict[str, Any], "pa.Table"]:
+    """Write the shard's Parquet slice; return the record to write (with the slice's sha256) and
+    the slice as a table.
 
-    fsync policy: the tar is fsynced before it is renamed into place; the small files (index,
+    fsync policy: the tar is fsynced before its record is written; the small files (index,
     slice, record) are renamed into place without fsync, and the record carries the sha256 of the
     index and the slice, so a resume after a power loss redoes any shard whose small files did
     not survive intact (:func:`imgnet_tools.shards.state.done_record`).
@@ -379,6 +381,9 @@ def commit(out: Path, record: dict[str, Any], columns: Columns) -> "pa.Table":
     pq.write_table(table, buffer, compression="zstd", use_dictionary=False, write_statistics=False)
     data = buffer.getvalue().to_pybytes()
     atomic_write_bytes(tar_path.with_suffix(".parquet"), data, fsync=False)
-    record = {**record, "manifest_sha256": hashlib.sha256(data).hexdigest()}
-    atomic_write_text(state.record_path(out, tar_path.stem), state.dump_json(record), fsync=False)
-    return table
+    return {**record, "manifest_sha256": hashlib.sha256(data).hexdigest()}, table
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    """Write the shard's done record (after :func:`write_slice`, and once the tar is on disk)."""
+    atomic_write_text(state.record_path(out, Path(record["file"]).stem), state.dump_json(record), fsync=False)

@@ -24,7 +24,7 @@ from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
 from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, Selection, ShardPlan, order, plan_shards, select_table
 from imgnet_tools.shards.transform import TransformParams, needs_decode
-from imgnet_tools.shards.worker import Columns, ShardTask, commit, write_shard
+from imgnet_tools.shards.worker import Columns, ShardTask, write_record, write_shard, write_slice
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -173,7 +173,10 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
         )
     plans = plan_shards(order(samples, params.seed, params.shuffle), params.size, params.max_bytes, params.prefix)
     transform = params.transform()
-    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform) for p in plans]
+    # On the local pool the tars are made durable here, in groups (see _Committer); Ray workers
+    # fsync their own, as this process may not share their file system's cache.
+    sync = params.executor != "local"
+    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform, sync) for p in plans]
     out = Path(params.out)
     with state.locked(out):
         state.prepare(out, params.output_params(), fingerprint, len(plans), params.overwrite)
@@ -201,26 +204,98 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
 
 def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm, records: dict[str, Any],
          stream: "ManifestStream", progress: Callable[[int], None] | None, meanwhile: Callable[[], object]) -> None:
-    """Write ``tasks`` on the executor, committing each shard (slice, then record) as it returns;
-    the slices go on into ``manifest.parquet`` (``stream``). ``meanwhile`` is called after each
-    commit (work for the end of the run that can be done while the shards are written)."""
+    """Write ``tasks`` on the executor. As each shard returns, its slice is written and goes on
+    into ``manifest.parquet`` (``stream``); a :class:`_Committer` then makes its tar durable and
+    writes its record. ``meanwhile`` is called as each shard returns (work for the end of the
+    run that can be done while the shards are written)."""
+    committer = _Committer(out, records, fsync=not all(t.sync for t in tasks))
 
     def done(_: int, result: tuple[dict[str, Any], Columns]) -> None:
-        record, columns = result
-        stem = Path(record["file"]).stem
-        stream.add(stem, commit(out, record, columns))
-        records[stem] = record
+        record, table = write_slice(out, *result)
+        stream.add(Path(record["file"]).stem, table)
+        committer.put(record)
         if progress is not None:
             progress(record["samples"] + len(record["failed"]))
         meanwhile()
 
     try:
-        run_tasks(write_shard, tasks, executor, on_done=done, warm=warm)
+        try:
+            run_tasks(write_shard, tasks, executor, on_done=done, warm=warm)
+        finally:
+            committer.close()  # commits what has returned; raises the first commit error
     except OSError as exc:  # disk full, quota, permissions: the run stops, finished shards stay done
         raise ImgnetError(
             f"writing shards to {out} failed: {exc.strerror or exc}; free space or fix the problem and run "
             f"the same command again ({len(records)} finished shards are kept)."
         ) from exc
+
+
+class _Committer:
+    """Marks returned shards done, in a thread: fsyncs each tar (``fsync``: the workers left them
+    unsynced), then writes its record (:func:`write_record`), so that a shard counts as done only
+    once its tar is on disk.
+
+    Shards that return while an fsync is under way wait and are synced together next: on Linux
+    file systems the first fsync of a group commits the journal (and flushes the disk's cache) for
+    all of them, and the others find nothing left to do. With several workers that is far fewer
+    journal commits and cache flushes than one per shard, each of which stalls the disk's queue
+    and the workers' own file creation. A commit error (disk full) stops the committing;
+    :meth:`put` and :meth:`close` raise it.
+    """
+
+    def __init__(self, out: Path, records: dict[str, Any], fsync: bool) -> None:
+        import queue
+        import threading
+
+        self._out, self._records, self._fsync = out, records, fsync
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="imgnet-shard-commit", daemon=True)
+        self._thread.start()
+
+    def put(self, record: dict[str, Any]) -> None:
+        """Mark this shard done soon (its slice is written); raise an earlier commit's error."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(record)
+
+    def close(self) -> None:
+        """Commit everything put so far, stop the thread; raise a commit's error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _loop(self) -> None:
+        import queue
+
+        while True:
+            group = [self._queue.get()]
+            while True:  # every shard that has returned by now goes into this group
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in group if r is not None]
+            try:
+                for record in records if self._fsync else ():
+                    _fsync(self._out / record["file"])
+                for record in records:
+                    write_record(self._out, record)
+                    self._records[Path(record["file"]).stem] = record
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+                return
+            if len(records) < len(group):
+                return
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | None) -> tuple[dict[str, Any], list[int]]:
