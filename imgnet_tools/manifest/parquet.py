@@ -8,9 +8,10 @@ column it holds must be declared, with the declared type, and every ``required``
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from imgnet_tools.errors import SchemaError
 from imgnet_tools.manifest.atomic import atomic_path
@@ -43,6 +44,11 @@ def _arrow_type(spec: str) -> "pa.DataType":
 
 def arrow_schema(name: str, columns: Iterable[str] | None = None) -> "pa.Schema":
     """Arrow schema of artifact ``name`` (all declared columns, or just ``columns``, in declared order)."""
+    return _arrow_schema(name, None if columns is None else tuple(columns))
+
+
+@functools.lru_cache(maxsize=256)
+def _arrow_schema(name: str, columns: tuple[str, ...] | None) -> "pa.Schema":  # schemas are immutable: shared
     import pyarrow as pa
 
     schema = load_schema(name)
@@ -86,6 +92,23 @@ def conform(table: "pa.Table", name: str) -> "pa.Table":
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaError(f"{name} column {field.name!r}: cannot store {column.type} as {field.type}: {exc}") from exc
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+def table_from_columns(columns: Mapping[str, list[Any]], name: str) -> "pa.Table":
+    """A table of artifact ``name`` from one Python list per declared column, typed by the schema.
+
+    For tables we build ourselves (a shard's manifest slice): what :func:`conform` checks of a
+    table from elsewhere comes from the schema here, except nulls in a non-nullable column,
+    which raise :class:`SchemaError` as they do there.
+    """
+    import pyarrow as pa
+
+    schema = arrow_schema(name)
+    table = pa.Table.from_pydict(dict(columns), schema=schema)
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise SchemaError(f"{name} column {field.name!r} has nulls but is not nullable")
+    return table
 
 
 def write_table(table: "pa.Table", path: str | os.PathLike[str], name: str, **kwargs: Any) -> Path:

@@ -372,13 +372,14 @@ def write_slice(out: Path, record: dict[str, Any], columns: Columns) -> tuple[di
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from imgnet_tools.manifest.parquet import arrow_schema, conform
+    from imgnet_tools.manifest.parquet import table_from_columns
 
     tar_path = out / record["file"]
     buffer = pa.BufferOutputStream()
-    table = conform(pa.Table.from_pydict(columns, schema=arrow_schema("shard_manifest")), "shard_manifest")
-    # A slice is small and read whole: no dictionaries or statistics (smaller and 40% faster to write).
-    pq.write_table(table, buffer, compression="zstd", use_dictionary=False, write_statistics=False)
+    table = table_from_columns(columns, "shard_manifest")
+    # A slice is small and read whole: snappy, no dictionaries or statistics (a third of the time
+    # of zstd with both, for about 15% more bytes).
+    pq.write_table(table, buffer, compression="snappy", use_dictionary=False, write_statistics=False)
     data = buffer.getvalue().to_pybytes()
     atomic_write_bytes(tar_path.with_suffix(".parquet"), data, fsync=False)
     return {**record, "manifest_sha256": hashlib.sha256(data).hexdigest()}, table

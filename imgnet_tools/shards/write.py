@@ -340,7 +340,9 @@ class ManifestStream:
         self._next = 0
         self._target = out / state.MANIFEST_NAME
         self._tmp = out / f"{TMP_PREFIX}{state.MANIFEST_NAME}.{os.getpid()}"
-        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        # zstd; no dictionaries: most columns are unique per row (keys, paths, hashes, offsets), and
+        # without them the file is smaller and a third faster to write
+        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", use_dictionary=False)
         self._fd = os.open(self._tmp, os.O_RDONLY)  # for starting writeback as the file grows
 
     def add(self, stem: str, table: "pa.Table") -> None:
@@ -349,7 +351,7 @@ class ManifestStream:
         while self._next < len(self._stems) and self._stems[self._next] in self._waiting:
             ready = self._waiting.pop(self._stems[self._next])
             if ready.num_rows:
-                self._writer.write_table(ready.cast(self._schema))
+                self._writer.write_table(ready if ready.schema.equals(self._schema) else ready.cast(self._schema))
                 _start_writeback(self._fd)  # so that close() has little left to fsync
             self._next += 1
 
