@@ -310,6 +310,20 @@ def test_selection_fingerprint_ignores_row_order_and_sees_every_value() -> None:
     assert base not in fingerprints and len(set(fingerprints)) == len(changed)
 
 
+def test_a_pickled_plan_comes_back_equal_with_named_samples() -> None:
+    """Plans travel to workers pickled with plain tuples and come back as SampleIn."""
+    import pickle
+
+    from imgnet_tools.shards.plan import SampleIn, ShardPlan
+
+    samples = (SampleIn("k", "k", "/p", "/p", "train", 1, "n1", 2, 3, "aa", 4, 5),
+               SampleIn("k2", "k 2", "/q", "/s", "val", None, None, None, None, None, None, None))
+    plan = ShardPlan("train", 3, "train-000003", samples)
+    back = pickle.loads(pickle.dumps(plan))
+    assert back == plan and all(type(s) is SampleIn for s in back.samples)
+    assert back.samples[1].source_key == "k 2" and back.fingerprint(None) == plan.fingerprint(None)
+
+
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:
     from imgnet_tools.execute.local import available_cores
     from imgnet_tools.shards.write import shard_workers
