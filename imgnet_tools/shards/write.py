@@ -105,8 +105,8 @@ def _read_selection(path: str) -> tuple[int, Selection]:
 
 class _Summary:
     """What ``dataset.json`` says of the selection (class list, class counts per split), computed
-    once, while the shards are being written (:meth:`compute` is called as each shard is
-    committed) rather than after the last one."""
+    once, while the shards are being written (:meth:`compute` is called as each shard returns)
+    rather than after the last one."""
 
     def __init__(self, samples: list[SampleIn], words: str | None) -> None:
         self._samples, self._words = samples, words
