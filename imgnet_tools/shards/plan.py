@@ -127,7 +127,8 @@ def select_table(table: "pa.Table") -> Selection:
     cols = {name: column(name) for name in _SOURCE_FIELDS}
     cols["source_path"] = pc.coalesce(cols["source_path"], cols["path"])
     # size and mtime describe the file at path only for ok rows (fixed rows point at a copy)
-    cols["mtime_ns"] = pc.if_else(pc.equal(taken.column("status").combine_chunks(), "ok"), cols["mtime_ns"], pa.scalar(None, pa.int64()))
+    is_ok = pc.equal(taken.column("status").combine_chunks(), "ok")
+    cols["mtime_ns"] = pc.if_else(is_ok, cols["mtime_ns"], pa.scalar(None, pa.int64()))
     values = {name: array.to_pylist() for name, array in cols.items()}
     keys = values["key"]
     if len(set(keys)) != n:
@@ -157,8 +158,8 @@ def _fingerprint(cols: dict[str, "pa.Array"]) -> str:
     """sha256 over the selected rows sorted by key, hashed column by column from Arrow's buffers.
 
     Each column is encoded without ambiguity: its name, a byte per row for null or not, then
-    little-endian int64 values (nulls as 0), or for strings int64 byte lengths and the UTF-8 bytes
-    of all values in a row (nulls as empty). So two selections have the same fingerprint exactly
+    int64 values (nulls as 0), or for strings int64 byte lengths and the UTF-8 bytes of all values
+    in a row (nulls as empty); integers in the machine's byte order, little-endian on x86 and ARM. So two selections have the same fingerprint exactly
     when they hold the same rows, in whatever order the manifest lists them (about 20x faster
     than JSON-encoding the rows in Python).
     """
@@ -181,7 +182,7 @@ def _fingerprint(cols: dict[str, "pa.Array"]) -> str:
 
 
 def _fixed_bytes(array: "pa.Array") -> memoryview:
-    """The values of a fixed-width array without nulls, as bytes (native order: little-endian)."""
+    """The values of a fixed-width array without nulls, as bytes (in the machine's byte order)."""
     width = array.type.bit_width // 8
     data = array.buffers()[1]
     return memoryview(data)[array.offset * width:(array.offset + len(array)) * width] if data else memoryview(b"")
