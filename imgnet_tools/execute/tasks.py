@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence, TypeVar
 
@@ -75,34 +76,53 @@ def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams
     """Start the local pool's worker processes now, for a later ``run_tasks(fn, ..., params, warm=...)``.
 
     Starting workers (a fork server that imports ``fn``'s module, then one process per worker)
-    takes tens of milliseconds; begun before the caller's own set-up (reading a manifest,
-    planning), it overlaps that work instead of delaying the first task. A pool that
-    ``run_tasks`` did not take is shut down on leaving the block. Nothing is started for Ray, one
-    worker, or an inline run.
+    takes tens of milliseconds, a hundred or more when the fork server is new. A thread does it,
+    so the caller's own set-up (reading a manifest, planning) goes on meanwhile instead of waiting;
+    :meth:`Warm.take` waits for the thread. A pool that ``run_tasks`` did not take is shut down on
+    leaving the block. Nothing is started for Ray, one worker, or an inline run.
     """
     warm = Warm()
     workers = resolve_workers(params.workers)
     if params.executor == "local" and workers > 1:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(fn))
-        for _ in range(workers):  # a pool spawns a worker per submitted task while none is idle
-            pool.submit(os.getpid)
-        warm.pool, warm.workers = pool, workers
+        warm.workers = workers
+
+        def start() -> None:
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(fn))
+            try:
+                for _ in range(workers):  # a pool spawns a worker per submitted task while none is idle
+                    pool.submit(os.getpid)
+            except BaseException:  # noqa: BLE001 - the run then starts its own pool, and sees the error itself
+                pool.shutdown(wait=False, cancel_futures=True)
+                return
+            warm.pool = pool
+
+        warm.starting = threading.Thread(target=start, name="imgnet-warm-pool", daemon=True)
+        warm.starting.start()
     try:
         yield warm
     finally:
+        warm.wait()
         if warm.pool is not None:
             warm.pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
 class Warm:
-    """A started pool that :func:`run_local` may take (see :func:`warm_pool`)."""
+    """A pool being started, or started, that :func:`run_local` may take (see :func:`warm_pool`)."""
 
     pool: cf.ProcessPoolExecutor | None = None
     workers: int = 0
+    starting: threading.Thread | None = None
+
+    def wait(self) -> None:
+        """Wait until the pool has been started (or failed to start: then ``pool`` stays None)."""
+        if self.starting is not None:
+            self.starting.join()
+            self.starting = None
 
     def take(self, workers: int) -> cf.ProcessPoolExecutor | None:
         """The pool when it has ``workers`` workers (then it is no longer ours to shut down)."""
+        self.wait()
         pool, self.pool = (self.pool, None) if self.workers == workers else (None, self.pool)
         return pool
 
