@@ -24,6 +24,8 @@ import mmap
 import os
 from pathlib import Path
 
+from imgnet_tools.manifest.atomic import start_writeback
+
 CHUNK = 8 << 20
 DIRECT_ALIGN = 4096  # O_DIRECT wants offsets and lengths aligned to the logical block (<= 4 KiB)
 
@@ -104,10 +106,10 @@ class ShardSink:
         if aligned < length:  # only the last chunk of a file can be short
             fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT)
             _write_all(self._fd, view[aligned:])
-        elif not self.direct and hasattr(os, "posix_fadvise"):
+        elif not self.direct:
             # Start writeback of what is written so far without waiting for it (and drop it
             # from the page cache: a shard is not read back soon), so the final fsync is short.
-            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            start_writeback(self._fd)
 
     def hexdigest(self) -> str:
         """sha256 of everything written (call after :meth:`close`)."""

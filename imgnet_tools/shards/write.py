@@ -19,7 +19,7 @@ from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
 from imgnet_tools.execute.local import available_cores
 from imgnet_tools.execute.tasks import ExecutorParams, Warm, run_tasks, warm_pool
-from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text
+from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text, fsync_path, start_writeback
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
 from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, Selection, ShardPlan, order, plan_shards, select_table
@@ -279,7 +279,7 @@ class _Committer:
             records = [r for r in group if r is not None]
             try:
                 for record in records if self._fsync else ():
-                    _fsync(self._out / record["file"])
+                    fsync_path(self._out / record["file"])
                 for record in records:
                     write_record(self._out, record)
                     self._records[Path(record["file"]).stem] = record
@@ -288,14 +288,6 @@ class _Committer:
                 return
             if len(records) < len(group):
                 return
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | None) -> tuple[dict[str, Any], list[int]]:
@@ -352,7 +344,7 @@ class ManifestStream:
             ready = self._waiting.pop(self._stems[self._next])
             if ready.num_rows:
                 self._writer.write_table(ready if ready.schema.equals(self._schema) else ready.cast(self._schema))
-                _start_writeback(self._fd)  # so that close() has little left to fsync
+                start_writeback(self._fd)  # so that close() has little left to fsync
             self._next += 1
 
     def close(self) -> None:
@@ -374,13 +366,6 @@ class ManifestStream:
             pass
         os.close(self._fd)
         self._tmp.unlink(missing_ok=True)
-
-
-def _start_writeback(fd: int) -> None:
-    """Start writing the file's dirty pages to disk without waiting (Linux does this for
-    ``POSIX_FADV_DONTNEED``, which then drops the pages that are clean)."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipped: Counter[str],
