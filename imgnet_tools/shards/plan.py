@@ -114,7 +114,7 @@ def select_table(table: "pa.Table") -> Selection:
 
     status = table.column("status")
     taken_mask = pc.is_in(status, value_set=pa.array(TAKEN))
-    skipped: Counter[str] = Counter(dict(zip(*_value_counts(pc.filter(status, pc.invert(taken_mask))))))
+    skipped: Counter[str] = Counter(pc.filter(status, pc.invert(taken_mask)).to_pylist())
     taken = table.filter(taken_mask)
     n = taken.num_rows
 
@@ -145,13 +145,6 @@ def select_table(table: "pa.Table") -> Selection:
 _SOURCE_FIELDS = ("key", "path", "source_path", "split", "label", "wnid", "width", "height", "sha256", "bytes",
                   "mtime_ns")
 assert _SAMPLE_FIELDS[1:] == ("source_key", *_SOURCE_FIELDS[1:])
-
-
-def _value_counts(array: "pa.Array") -> tuple[list[str], list[int]]:
-    import pyarrow.compute as pc
-
-    counts = pc.value_counts(array)
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
 
 
 def _fingerprint(cols: dict[str, "pa.Array"]) -> str:
