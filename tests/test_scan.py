@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from imgnet_tools.errors import InputError
-from imgnet_tools.images.classes import read_class_file
+from imgnet_tools.synsets.classlists import read_class_list as read_class_file
 from imgnet_tools.images.keys import KeyAllocator, base_key, escape
 from imgnet_tools.images.scan import ScanParams, outputs_complete, scan
 from imgnet_tools.images.verify import VerifyParams, verify
@@ -97,7 +97,7 @@ def test_folder_not_in_class_list_is_a_row_not_a_crash(dataset: Path, tmp_path: 
 def test_class_file_errors_name_the_problem(tmp_path: Path) -> None:
     dup = tmp_path / "dup.txt"
     dup.write_text("n01440764\nn01440764\n")
-    with pytest.raises(InputError, match="appears twice"):
+    with pytest.raises(InputError, match="repeats line 1"):
         read_class_file(dup)
     gap = tmp_path / "gap.tsv"
     gap.write_text("index\twnid\tnames\n0\tn01440764\ta\n2\tn01443537\tb\n")

@@ -185,8 +185,8 @@ def test_physical_scope_rule_and_its_measured_coverage(physical_build) -> None:
 
 def test_presets_ship_the_reference_lists(full_table) -> None:
     ilsvrc, fall11 = classlists.preset("ilsvrc2012"), classlists.preset("imagenet21k")
-    assert len(ilsvrc.wnids) == 1000 and ilsvrc.wnids == sorted(ilsvrc.wnids)
-    assert ilsvrc.names["n02012849"] == "crane" and ilsvrc.names["n03710721"] == "maillot, tank suit"
+    assert len(ilsvrc.wnids) == 1000 and list(ilsvrc.wnids) == sorted(ilsvrc.wnids)
+    assert ilsvrc.words["n02012849"] == "crane" and ilsvrc.words["n03710721"] == "maillot, tank suit"
     assert len(fall11.wnids) == 21841 and "n04399382" not in fall11.wnids
     t = full_table
     nouns = set(t["wnid"])
@@ -248,3 +248,22 @@ def test_classes_tsv_reader_round_trips(tmp_path) -> None:
     path.write_text("1\tn02012849\tcrane\n")
     with pytest.raises(Exception, match="indices"):
         read_classes(path)
+
+
+def test_one_class_list_reader_for_scan_and_synsets_build(tmp_path: Path) -> None:
+    """A classes.tsv (as synsets build writes it) and a LOC_synset_mapping-style file parse the same way
+    for both commands; strict wnids (synsets build) refuses names that scan may take."""
+    tsv = tmp_path / "classes.tsv"
+    tsv.write_text("index\twnid\tnames\n0\tn01440764\ttench\n1\tn01443537\tgoldfish\n")
+    loc = tmp_path / "LOC_synset_mapping.txt"
+    loc.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")
+    for path in (tsv, loc):
+        loose, strict = classlists.read_class_list(path), classlists.read_class_list(path, strict_wnids=True)
+        assert loose.names == strict.names == ("n01440764", "n01443537")
+        assert loose.index("n01443537") == 1
+    assert classlists.read_class_list(loc).words["n01440764"] == "tench, Tinca tinca"
+    folders = tmp_path / "folders.txt"
+    folders.write_text("airplanes\nFaces_easy\n")
+    assert classlists.read_class_list(folders).names == ("airplanes", "Faces_easy")
+    with pytest.raises(InputError, match=r"line 1: 'airplanes' is not a wnid"):
+        classlists.read_class_list(folders, strict_wnids=True)

@@ -37,8 +37,8 @@ def ilsvrc_dir(tmp_path_factory) -> Path:
 def test_ilsvrc_preset_yields_1000_classes_in_reference_order(ilsvrc_dir) -> None:
     reference = classlists.preset("ilsvrc2012")
     rows = read_classes(ilsvrc_dir / "classes.tsv")
-    assert [w for _, w, _ in rows] == reference.wnids
-    assert [n for _, _, n in rows] == [reference.names[w] for w in reference.wnids]  # ImageNet's published names
+    assert [w for _, w, _ in rows] == list(reference.wnids)
+    assert [n for _, _, n in rows] == [reference.words[w] for w in reference.wnids]  # ImageNet's published names
     assert rows[0] == (0, "n01440764", "tench, Tinca tinca")
 
 

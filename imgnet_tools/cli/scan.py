@@ -12,6 +12,7 @@ from imgnet_tools.cli.options import (
     quiet_option,
     workers_option,
 )
+from imgnet_tools.synsets.classlists import PRESET_NAMES
 
 
 @click.command("scan")
@@ -19,7 +20,7 @@ from imgnet_tools.cli.options import (
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for manifest.parquet.")
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False),
               help="Class list: classes.tsv from `imgnet synsets build`, or one wnid per line.")
-@click.option("--preset", type=click.Choice(["ilsvrc2012", "imagenet21k"]), help="Use a preset class list.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), help="Use a preset class list.")
 @click.option("--split", help="Split of every input (default: the folder name train/val/test).")
 @click.option("--val-labels", type=click.Path(exists=True, dir_okay=False),
               help="Labels for flat folders (ILSVRC val): 'file,wnid' CSV/TSV, or one wnid or ILSVRC2012_ID per line.")

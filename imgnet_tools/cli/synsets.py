@@ -14,6 +14,7 @@ from imgnet_tools.cli.options import (
     progress_bar,
     quiet_option,
 )
+from imgnet_tools.synsets.classlists import PRESET_NAMES
 
 wordnet_dir_option = click.option(
     "--wordnet-dir", type=click.Path(file_okay=False), envvar="IMGNET_WORDNET_DIR", show_envvar=True, default=None,
@@ -40,7 +41,7 @@ def synsets() -> None:
               help="all: every noun (82,115); physical: countable physical things (see README). Default: all.")
 @click.option("--wnids", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Class list: one wnid per line (first field); builds the classes plus their ancestors.")
-@click.option("--preset", type=click.Choice(["ilsvrc2012", "imagenet21k"]), default=None,
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
               help="A shipped class list: ILSVRC-2012 (1,000) or ImageNet-21k fall11 (21,841).")
 @click.option("--skip-unknown", is_flag=True, help="Leave out listed wnids that are not WordNet 3.0 nouns (reported).")
 @overwrite_option

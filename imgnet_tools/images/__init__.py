@@ -2,12 +2,13 @@
 
 Modules (one concern each):
 
+``codec``    the only module that knows pixels: EXIF orientation, upright sizes, RGB conversion (alpha onto
+             white, 16-bit narrowed), JPEG encoding and its default quality, magic bytes.
 ``sniff``    real format from magic bytes, and the format a file name claims.
 ``check``    decode one image fully and judge it against a :class:`check.Policy`: format, mode, size,
              EXIF, frames, bomb limit -> status (ok | fixable | rejected) and reasons.
 ``fix``      normalise a fixable image into an RGB JPEG (orientation applied, first frame).
 ``keys``     stable, unique, tar-safe sample keys from split / class / file stem.
-``classes``  class lists: wnid-per-line files, ``classes.tsv`` from ``imgnet synsets build``, presets.
 ``sources``  find candidate files: ImageFolder trees, the ILSVRC validation layout, CSV/Parquet lists.
 ``scan``     stage entry point: ``ScanParams`` / ``scan`` -> ``manifest.parquet``.
 ``verify``   stage entry point: ``VerifyParams`` / ``verify`` -> the manifest with verify columns.

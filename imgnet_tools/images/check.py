@@ -12,13 +12,12 @@ short file raises here and is reported as ``truncated``.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imgnet_tools.images.codec import PNG_MAGIC, pixel_limit_off, read_orientation, upright_size
 from imgnet_tools.images.sniff import DECODABLE, claimed_format, sniff_format
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,19 +80,6 @@ class Check:
         rejecting = [r for r in ordered if r in REJECT_REASONS or r in policy.reject]
         chosen = rejecting or ordered
         return chosen[0] if chosen else None
-
-
-@contextlib.contextmanager
-def pixel_limit_off() -> Iterator[None]:
-    """Switch off Pillow's global bomb check for one call; :func:`check_image` applies its own limit."""
-    from PIL import Image
-
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
 
 
 def check_image(data: bytes, name: str, policy: Policy) -> Check:
@@ -184,7 +170,7 @@ def _inspect_mode(found: Check, im: Image.Image, data: bytes, policy: Policy) ->
 
 def _png_bit_depth(data: bytes) -> int:
     """Bit depth from a PNG's IHDR (Pillow silently narrows 16-bit RGB PNGs to 8-bit RGB)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 24:
+    if data[:8] == PNG_MAGIC and data[12:16] == b"IHDR" and len(data) > 24:
         return data[24]
     return 0
 
@@ -197,32 +183,18 @@ def _inspect_frames(found: Check, im: Image.Image) -> None:
 
 def _inspect_exif(found: Check, im: Image.Image) -> None:
     """Orientation other than 1 -> ``exif_rotated``; EXIF that does not parse -> ``broken_exif``."""
-    raw = im.info.get("exif")
-    if not raw:
-        return
-    body = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
-    if body[:4] not in (b"II*\x00", b"MM\x00*"):
+    orientation = read_orientation(im)
+    if orientation.broken:
         found.issues.append("broken_exif")
         return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # noqa: BLE001 - malformed EXIF raises a zoo of types
-            found.issues.append("broken_exif")
-            return
-    if caught or not isinstance(orientation, int) or not 1 <= orientation <= 8:
-        found.issues.append("broken_exif")
-        return
-    found.orientation = orientation
-    if orientation != 1:
+    found.orientation = orientation.value
+    if orientation.value != 1:
         found.issues.append("exif_rotated")
 
 
 def _inspect_size(found: Check, width: int, height: int, policy: Policy) -> None:
     """Dimensions after orientation, then the min/max side and aspect-ratio policy."""
-    if found.orientation in (5, 6, 7, 8):
-        width, height = height, width
+    width, height = upright_size(width, height, found.orientation)
     found.width, found.height = width, height
     short, long = min(width, height), max(width, height)
     if short < policy.min_size:

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from imgnet_tools.images.codec import exif_orientation, gray_l, orient_array, swaps_axes
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
@@ -34,7 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 THUMB = 32  # thumbnail side the DCT is taken over
 HASH_SIDE = 8  # 8x8 low-frequency coefficients -> 64 bits
 REDUCE_TO = 64  # images whose short side is >= 2x this are box-reduced first
-_ORIENTATION_TAG = 0x0112
 
 
 @functools.cache
@@ -78,44 +79,23 @@ def hash_pixels(gray: np.ndarray) -> int:
     return hash_gray(gray)
 
 
-def _oriented(thumb: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1..8) to a grayscale array, so rotated copies hash alike."""
-    import numpy as np
-
-    ops = {
-        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1, :],
-        5: lambda a: a.T, 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T,
-        8: lambda a: np.rot90(a, 1),
-    }
-    op = ops.get(orientation)
-    return np.ascontiguousarray(op(thumb)) if op else thumb
-
-
 def gray_array(img: Image.Image) -> np.ndarray:
     """Small upright float32 grayscale array of an opened image, at least 32 px a side when it can.
 
     JPEGs are decoded at 1/2..1/8 scale in the DCT domain (``draft``); anything still larger than
     about twice :data:`REDUCE_TO` is box-reduced in C before conversion, so a 4000x3000 PNG costs
-    little more than its decode.
+    little more than its decode. Grayscale follows the codec's policy (alpha onto white, 16-bit
+    scaled over its full range), so an image and its ``verify --fix`` copy hash alike.
     """
     import numpy as np
-    from PIL import Image
 
     orientation = exif_orientation(img)
     if img.format in ("JPEG", "MPO"):
         img.draft("L", (THUMB, THUMB))
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(img.convert("F"), dtype=np.float32)
-        span = float(arr.max() - arr.min()) or 1.0
-        img = Image.fromarray(((arr - arr.min()) * (255.0 / span)).astype(np.uint8))
-    elif img.mode not in ("L", "RGB", "RGBA"):
-        img = img.convert("L")
     factor = min(img.size) // REDUCE_TO
-    if factor >= 2:
+    if factor >= 2 and img.mode in ("L", "RGB", "RGBA", "LA"):
         img = img.reduce(factor)
-    if img.mode != "L":
-        img = img.convert("L")
-    return _oriented(np.asarray(img, dtype=np.float32), orientation)
+    return orient_array(np.asarray(gray_l(img), dtype=np.float32), orientation)
 
 
 def thumbnail(img: Image.Image) -> np.ndarray:
@@ -191,7 +171,7 @@ def hash_one(task: HashTask) -> HashOutcome:
                 sha = hashlib.file_digest(fh, "sha256").hexdigest()
         with Image.open(task.path) as img:
             width, height = img.size
-            if exif_orientation(img) in (5, 6, 7, 8):  # rotated by 90 degrees: report upright size
+            if swaps_axes(exif_orientation(img)):  # rotated by 90 degrees: report upright size
                 width, height = height, width
             value = hash_image(img)
         return HashOutcome(value, width, height, sha, None)
@@ -210,19 +190,6 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return "unreadable"  # a file-system error (permissions, I/O), not bad image data
     return "truncated" if "truncated" in str(exc).lower() else "corrupt"
-
-
-def exif_orientation(img: Image.Image) -> int:
-    """EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
-    if img.format not in ("JPEG", "MPO", "TIFF", "WEBP", "PNG"):
-        return 1
-    if img.format in ("JPEG", "MPO", "WEBP", "PNG") and "exif" not in img.info:
-        return 1  # no EXIF block at all: skip building an Exif object (hot path)
-    try:
-        value = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Exception:  # noqa: BLE001 - a broken EXIF block: hash the pixels as stored
-        return 1
-    return value if 1 <= value <= 8 else 1
 
 
 def hash_batch(tasks: Sequence[HashTask]) -> list[HashOutcome]:

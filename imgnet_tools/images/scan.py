@@ -22,9 +22,9 @@ from typing import Any
 from imgnet_tools.execute.local import map_ordered, resolve_workers
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.images.check import REASON_ORDER
-from imgnet_tools.images.classes import ClassList, derive_classes, is_wnid, load_classes
 from imgnet_tools.images.sniff import HEAD_BYTES, sniff_format
 from imgnet_tools.images.sources import Candidate, Layout, discover, read_val_labels
+from imgnet_tools.synsets.classlists import ClassList, derive_classes, is_wnid, load_classes
 
 MANIFEST = "manifest.parquet"
 SCAN_COLUMNS = ("key", "path", "source_path", "split", "label", "wnid", "bytes", "mtime_ns",

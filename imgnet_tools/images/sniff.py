@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from imgnet_tools.images.codec import JPEG_MAGIC, PNG_MAGIC
+
 # Formats this imgnet decodes (Pillow plugins of the same names).
 DECODABLE = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 
@@ -27,9 +29,9 @@ _EXTENSIONS = {
 
 def sniff_format(head: bytes) -> str | None:
     """Format named by the magic bytes at the start of ``head`` (None when not an image we know)."""
-    if head.startswith(b"\xff\xd8\xff"):
+    if head.startswith(JPEG_MAGIC):
         return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+    if head.startswith(PNG_MAGIC):
         return "PNG"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"

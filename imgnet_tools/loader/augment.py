@@ -9,7 +9,6 @@ usual fast PyTorch recipe, which keeps host-to-device copies at one byte per pix
 
 from __future__ import annotations
 
-import io
 import math
 import random
 from typing import TYPE_CHECKING
@@ -27,11 +26,10 @@ ATTEMPTS = 10
 
 
 def decode_rgb(data: bytes) -> "Image.Image":
-    """Decode image bytes to an RGB PIL image."""
-    from PIL import Image
+    """Decode image bytes to an upright RGB PIL image (the codec's one pixel policy)."""
+    from imgnet_tools.images.codec import decode_rgb as codec_decode
 
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+    return codec_decode(data)
 
 
 def crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from PIL import Image
+from imgnet_tools.images.codec import (
+    DEFAULT_QUALITY,
+    JPEG_MAGIC,
+    apply_orientation,
+    encode_jpeg,
+    exif_orientation,
+    to_rgb,
+    upright_size as oriented_size,
+)
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-ORIENTATION_TAG = 0x0112
-# EXIF orientation -> PIL Image.Transpose value (FLIP_LEFT_RIGHT=0 ... TRANSVERSE=6), as in
-# ImageOps.exif_transpose; ints so that this module imports PIL only when it decodes.
-_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}
-
+__all__ = ["JPEG_MAGIC", "Encoded", "TransformParams", "encode", "needs_decode", "target_size", "upright_size"]
 
 @dataclass(frozen=True)
 class TransformParams:
@@ -29,7 +30,7 @@ class TransformParams:
 
     resize_short: int | None = None
     max_side: int | None = None
-    quality: int = 90
+    quality: int = DEFAULT_QUALITY
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,6 @@ def target_size(width: int, height: int, params: TransformParams) -> tuple[int, 
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _orientation(image: "Image.Image") -> int:
-    try:
-        return int(image.getexif().get(ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block is not a reason to drop the image
-        return 1
-
-
 def needs_decode(params: TransformParams) -> bool:
     """False when no resize is asked: JPEG sources are then stored as they are without decoding."""
     return params.resize_short is not None or params.max_side is not None
@@ -76,24 +70,21 @@ def encode(data: bytes, params: TransformParams) -> Encoded:
 
     with Image.open(io.BytesIO(data)) as image:
         is_jpeg = data[:3] == JPEG_MAGIC and image.format == "JPEG"
-        orientation = _orientation(image)
-        rotated = orientation in (5, 6, 7, 8)
-        raw_w, raw_h = image.size
-        upright = (raw_h, raw_w) if rotated else (raw_w, raw_h)
+        orientation = exif_orientation(image)
+        upright = oriented_size(*image.size, orientation)
         width, height = target_size(upright[0], upright[1], params)
         if is_jpeg and (width, height) == upright:
             return Encoded(data, upright[0], upright[1], reencoded=False)
-        raw_target = (height, width) if rotated else (width, height)
+        raw_target = oriented_size(width, height, orientation)  # the target, as stored (before turning)
         if is_jpeg:
             image.draft("RGB", raw_target)  # DCT-domain downscale to the smallest size >= target
-        out_image = image.convert("RGB") if image.mode != "RGB" else image
+        image.seek(0)
+        image.load()
+        out_image = to_rgb(image)
         if out_image.size != raw_target:
             out_image = out_image.resize(raw_target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        if orientation in _TRANSPOSE:
-            out_image = out_image.transpose(Image.Transpose(_TRANSPOSE[orientation]))
-        out = io.BytesIO()
-        out_image.save(out, format="JPEG", quality=params.quality)
-        return Encoded(out.getvalue(), out_image.size[0], out_image.size[1], reencoded=True)
+        out_image = apply_orientation(out_image, orientation)
+        return Encoded(encode_jpeg(out_image, params.quality), out_image.size[0], out_image.size[1], reencoded=True)
 
 
 def upright_size(data: bytes) -> tuple[int, int]:
@@ -101,5 +92,4 @@ def upright_size(data: bytes) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        return (height, width) if _orientation(image) in (5, 6, 7, 8) else (width, height)
+        return oriented_size(*image.size, exif_orientation(image))

@@ -4,7 +4,8 @@
                 accepts it, read every noun once into plain columns; the only nltk importer.
 ``graph``       depths, path counts, descendants and primary parents over plain arrays.
 ``scopes``      all / physical / class list + ancestors.
-``classlists``  class-list files and the shipped presets (ilsvrc2012, imagenet21k).
+``classlists``  every class list: both file formats (classes.tsv, one class per line), the wnid
+                pattern, the preset table (ilsvrc2012, imagenet21k); nltk-free, so scan uses it too.
 ``formats``     the files a build writes, each with its reader.
 ``build``       ``BuildParams`` / ``build_synsets`` / ``outputs_complete`` (the stage entry point).
 ``query``       ``show`` and ``stats`` over a built table (or WordNet itself).

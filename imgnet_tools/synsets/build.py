@@ -115,7 +115,7 @@ def _class_list(params: BuildParams) -> classlists.ClassList | None:
     if params.preset:
         return classlists.preset(params.preset)
     if params.wnids:
-        return classlists.read_class_list(params.wnids)
+        return classlists.read_class_list(params.wnids, strict_wnids=True)
     return None
 
 
@@ -251,7 +251,9 @@ def _analyse(params: BuildParams, classes: classlists.ClassList | None, rec: Nou
     else:
         rows = list(range(len(rec.offsets)))
     sub = _subset(rec, rows)
-    marks = _mark_classes(sub, resolved, classes.names if classes else {})
+    # class names: ImageNet's published ones for a preset; WordNet's lemmas for a user's list (text after
+    # a wnid in a user's file is a comment, not a name)
+    marks = _mark_classes(sub, resolved, dict(classes.words) if classes and params.preset else {})
     table = _table(sub, marks)
     pairs = formats.is_a_pairs(table)
     result = _summary(params, table, pairs, source, marks, resolved.skipped if resolved else [])
