@@ -200,7 +200,7 @@ def _fresh(path: Path) -> Path:
 
 
 def run(repeats: int) -> list[Result]:
-    from imgnet_tools.execute.local import available_cores
+    from imgnet_tools.execute.params import available_cores
     from imgnet_tools.shards.write import ShardParams, shard_workers
 
     workers = shard_workers(ShardParams(manifest="", out=""))  # the default for copy mode

@@ -1,22 +1,28 @@
-"""Executors: ordered results, retries after a worker dies, errors raised; real local pool and real Ray."""
+"""Executors on real processes and a real local Ray: results, retries after a worker dies, a dead or
+overdue worker charged to exactly its task, task errors raised, and the chunked-stage skeleton
+(resume from a store, a chunk whose worker keeps dying split down to the one item that kills it)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from imgnet_tools.errors import DependencyError, InputError
-from imgnet_tools.execute.tasks import ExecutorParams, WorkerLostError, run_local, run_tasks
+from imgnet_tools.execute.chunked import Chunk, ChunkJob, Outcome, run_chunks
+from imgnet_tools.execute.params import ExecutorParams
+from imgnet_tools.execute.pool import Pool
+from imgnet_tools.execute.tasks import Done, Lost, WorkerLostError, run_tasks, stream_tasks, warm_pool
 
 TESTS = Path(__file__).resolve().parent
 
 
 def square_slowly(n: int) -> int:
-    import time
-
     time.sleep(0.01 * (n % 3))
     return n * n
 
@@ -29,42 +35,72 @@ def die_once(marker: str) -> str:
     return f"{os.getpid()}"
 
 
-def always_die(_: int) -> int:
-    os._exit(1)
+def segfault_on_seven(n: int) -> int:
+    """A decoder bug, simulated as the real thing: the worker process gets SIGSEGV."""
+    if n == 7:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(0.02)
+    return n
+
+
+def hang_on_three(n: int) -> int:
+    if n == 3:
+        time.sleep(600)
+    return n
 
 
 def fail(n: int) -> int:
     raise OSError(28, "No space left on device")
 
 
-def test_local_results_come_back_in_task_order() -> None:
+def test_results_in_task_order_on_a_pool_and_inline() -> None:
     done: list[int] = []
-    assert run_local(square_slowly, list(range(12)), workers=2, on_done=lambda i, _: done.append(i)) == [n * n for n in range(12)]
+    assert run_tasks(square_slowly, range(12), ExecutorParams(workers=2),
+                     on_done=lambda i, _: done.append(i)) == [n * n for n in range(12)]
     assert sorted(done) == list(range(12))
-    assert run_local(square_slowly, [3, 1], workers=1) == [9, 1]
+    assert run_tasks(square_slowly, [3, 1], ExecutorParams(executor="inline")) == [9, 1]
 
 
-def test_local_retries_a_task_whose_worker_died(tmp_path: Path) -> None:
+def test_a_worker_that_died_is_replaced_and_its_task_retried(tmp_path: Path) -> None:
     markers = [str(tmp_path / f"marker-{i}") for i in range(3)]
-    results = run_local(die_once, markers, workers=2, retries=3)
-    assert len(results) == 3 and all(Path(m).read_text() == "died" for m in markers)
+    pids = run_tasks(die_once, markers, ExecutorParams(workers=2, retries=1))
+    assert len(pids) == 3 and all(Path(m).read_text() == "died" for m in markers)
+    assert os.getpid() not in map(int, pids)
 
 
-def test_local_gives_up_after_the_retries() -> None:
-    with pytest.raises(WorkerLostError, match="died 2 times"):
-        run_local(always_die, [1, 2], workers=2, retries=1)
+def test_a_death_is_charged_to_exactly_the_task_that_was_running() -> None:
+    outcomes = list(stream_tasks(segfault_on_seven, range(12), ExecutorParams(workers=2, retries=1)))
+    lost = [o for o in outcomes if isinstance(o, Lost)]
+    assert [(o.index, o.why, o.attempts) for o in lost] == [(7, "crashed", 2)]
+    assert "SIGSEGV" in lost[0].detail
+    assert sorted(o.value for o in outcomes if isinstance(o, Done)) == [n for n in range(12) if n != 7]
+
+
+def test_a_task_past_its_time_limit_has_its_worker_killed() -> None:
+    started = time.monotonic()
+    outcomes = list(stream_tasks(hang_on_three, range(6), ExecutorParams(workers=2, retries=0, task_timeout=1.0)))
+    assert time.monotonic() - started < 60
+    assert [(o.index, o.why) for o in outcomes if isinstance(o, Lost)] == [(3, "timeout")]
+    assert len([o for o in outcomes if isinstance(o, Done)]) == 5
+
+
+def test_run_tasks_gives_up_after_the_retries() -> None:
+    with pytest.raises(WorkerLostError, match="SIGSEGV 2 times"):
+        run_tasks(segfault_on_seven, [7], ExecutorParams(workers=2, retries=1))
 
 
 def test_task_errors_are_raised_not_retried() -> None:
     with pytest.raises(OSError, match="No space left"):
-        run_local(fail, [1, 2, 3], workers=2)
+        run_tasks(fail, [1, 2, 3], ExecutorParams(workers=2))
 
 
-def test_unknown_executor_and_stray_address_are_input_errors() -> None:
+def test_executor_rules_are_input_errors() -> None:
     with pytest.raises(InputError, match="unknown executor"):
-        run_tasks(square_slowly, [1], ExecutorParams(executor="dask"))
+        ExecutorParams(executor="dask")
     with pytest.raises(InputError, match="--address"):
-        run_tasks(square_slowly, [1], ExecutorParams(address="auto"))
+        ExecutorParams(address="auto")
+    with pytest.raises(InputError, match="--workers"):
+        ExecutorParams(workers=0)
 
 
 def test_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +108,104 @@ def test_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DependencyError, match=r"pip install 'imgnet-tools\[ray\]'"):
         run_tasks(square_slowly, [1], ExecutorParams(executor="ray"))
 
+
+def test_a_warm_pool_is_taken_by_the_run_and_an_untaken_one_is_closed() -> None:
+    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
+        pool = warm.take(2)
+        assert pool is not None and len(pool.pids()) == 2  # started in a thread before any task
+        warm.taken = False  # give it back for the run below
+        assert run_tasks(square_slowly, range(6), ExecutorParams(workers=2), warm=warm) == [n * n for n in range(6)]
+        assert warm.taken
+    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
+        assert warm.take(3) is None  # another size: the run makes its own pool
+        left = warm.pool
+    assert left is not None and left.pids() == []  # closed on leaving the block
+    with warm_pool(square_slowly, ExecutorParams(executor="inline")) as warm:
+        assert warm.pool is None
+
+
+def test_pool_workers_are_separate_processes_and_close_cleanly() -> None:
+    pool = Pool(2)
+    pool.start()
+    pids = pool.pids()
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    pool.close(wait=True)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+# --- the chunked skeleton --------------------------------------------------------------------------
+
+def double_all(items: Sequence[int]) -> list[int]:
+    return [2 * segfault_on_seven(n) for n in items]
+
+
+def crashed_item(item: int, why: str, detail: str) -> list[int]:
+    return [-item]
+
+
+def join_lists(parts: list[list[int]]) -> list[int]:
+    return [x for part in parts for x in part]
+
+
+JOB = ChunkJob(double_all, crashed_item, join_lists)
+
+
+class DictStore:
+    def __init__(self) -> None:
+        self.results: dict[int, tuple[str, list[int]]] = {}
+        self.commits = 0
+
+    def load(self, chunk: Chunk[int]) -> list[int] | None:
+        found = self.results.get(chunk.index)
+        return found[1] if found and found[0] == chunk.key else None
+
+    def commit(self, chunk: Chunk[int], result: list[int]) -> None:
+        self.results[chunk.index] = (chunk.key, result)
+        self.commits += 1
+
+
+def _chunks(n: int, size: int, salt: str = "") -> list[Chunk[int]]:
+    return [Chunk(i, list(range(s, min(n, s + size))), f"k{i}{salt}") for i, s in enumerate(range(0, n, size))]
+
+
+def test_one_item_that_kills_its_worker_costs_one_result_not_the_chunk() -> None:
+    store = DictStore()
+    outcomes = list(run_chunks(JOB, _chunks(12, 4), store, ExecutorParams(workers=2, retries=1)))
+    by_index = {o.chunk.index: o for o in outcomes}
+    assert by_index[1].split and not by_index[0].split and not by_index[2].split
+    assert [x for i in range(3) for x in store.results[i][1]] == [2 * n if n != 7 else -7 for n in range(12)]
+
+
+def test_chunks_in_the_store_are_not_run_again_and_changed_keys_are() -> None:
+    store = DictStore()
+    list(run_chunks(JOB, _chunks(8, 4), store, ExecutorParams(workers=2)))
+    assert store.commits == 2
+    again: list[Outcome[int, list[int]]] = list(run_chunks(JOB, _chunks(8, 4), store, ExecutorParams(workers=2)))
+    assert store.commits == 2 and all(o.reused for o in again)
+    changed = _chunks(8, 4)
+    changed[1] = Chunk(1, changed[1].items, "new-key")
+    outcomes = list(run_chunks(JOB, changed, store, ExecutorParams(workers=2)))
+    assert store.commits == 3 and [o.reused for o in sorted(outcomes, key=lambda o: o.chunk.index)] == [True, False]
+
+
+def test_the_skeleton_takes_its_input_lazily() -> None:
+    """Chunks are drawn only as workers free up: a huge input is never held at once."""
+    drawn: list[int] = []
+
+    def lazy() -> object:
+        for chunk in _chunks(400, 1):
+            drawn.append(chunk.index)
+            yield chunk
+
+    run = run_chunks(ChunkJob(double_all, crashed_item, join_lists), lazy(), DictStore(), ExecutorParams(workers=2))
+    next(run)
+    assert len(drawn) <= 4
+    assert len(list(run)) == 399
+
+
+# --- Ray ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ray_session():
@@ -84,13 +218,19 @@ def ray_session():
 
 
 @pytest.mark.slow
-def test_ray_results_in_order_and_a_dead_worker_is_retried(ray_session, tmp_path: Path) -> None:
-    assert run_tasks(square_slowly, list(range(8)), ExecutorParams(executor="ray")) == [n * n for n in range(8)]
+def test_ray_results_retries_deaths_and_errors(ray_session, tmp_path: Path) -> None:
+    assert run_tasks(square_slowly, range(8), ExecutorParams(executor="ray")) == [n * n for n in range(8)]
     marker = str(tmp_path / "ray-marker")
-    assert run_tasks(die_once, [marker], ExecutorParams(executor="ray", retries=2))[0].isdigit()
+    assert run_tasks(die_once, [marker], ExecutorParams(executor="ray", retries=1))[0].isdigit()
     assert Path(marker).read_text() == "died"
     with pytest.raises(OSError, match="No space left"):
         run_tasks(fail, [1], ExecutorParams(executor="ray"))
+    store = DictStore()
+    list(run_chunks(JOB, _chunks(12, 4), store, ExecutorParams(executor="ray", retries=1)))
+    assert [x for i in range(3) for x in store.results[i][1]] == [2 * n if n != 7 else -7 for n in range(12)]
+    lost = [o for o in stream_tasks(hang_on_three, range(5), ExecutorParams(executor="ray", retries=0, task_timeout=2.0))
+            if isinstance(o, Lost)]
+    assert [(o.index, o.why) for o in lost] == [(3, "timeout")]
     assert ray_session.is_initialized()  # we did not start it, so we did not stop it
 
 
@@ -107,21 +247,9 @@ def test_shard_on_ray_is_byte_identical_to_local(ray_session, tmp_path: Path) ->
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
 
 
-def test_a_warm_pool_is_taken_by_the_run_and_an_untaken_one_is_shut_down() -> None:
-    from imgnet_tools.execute.tasks import warm_pool
+@pytest.mark.slow
+def test_a_folder_the_cluster_shares_passes_the_probe(ray_session, tmp_path: Path) -> None:
+    from imgnet_tools.execute.ray_executor import check_shared_folder
 
-    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
-        warm.wait()  # a thread starts the pool while the caller goes on
-        pool = warm.pool
-        assert pool is not None
-        started = {p.pid for p in pool._processes.values()}  # spawned before any task was submitted
-        assert len(started) == 2
-        assert run_tasks(square_slowly, list(range(6)), ExecutorParams(workers=2), warm=warm) == [n * n for n in range(6)]
-        assert warm.pool is None  # taken, and closed by the run
-    with warm_pool(square_slowly, ExecutorParams(workers=2)) as warm:
-        assert warm.take(3) is None  # another size: the run makes its own pool
-        pool = warm.pool
-        assert pool is not None
-    assert pool is not None and pool._shutdown_thread  # left behind, so shut down on leaving the block
-    with warm_pool(square_slowly, ExecutorParams(workers=1)) as warm:
-        assert warm.pool is None  # one worker runs inline: nothing to start
+    check_shared_folder(tmp_path / "out", ExecutorParams(executor="ray"))
+    assert list((tmp_path / "out").iterdir()) == []  # the probe is removed

@@ -97,7 +97,7 @@ _FULL_DISK = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG (Python's default too)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
-        shard(ShardParams(manifest=manifest, out=out, size=30, shuffle=False, workers=1))
+        shard(ShardParams(manifest=manifest, out=out, size=30, shuffle=False, executor="inline"))
     except ImgnetError as exc:
         print("IMGNET_ERROR", type(exc).__name__, exc)
         traceback.print_exception(exc.__cause__, file=sys.stdout)  # where the OSError came from

@@ -325,7 +325,7 @@ def test_a_pickled_plan_comes_back_equal_with_named_samples() -> None:
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:
-    from imgnet_tools.execute.local import available_cores
+    from imgnet_tools.execute.params import available_cores
     from imgnet_tools.shards.write import shard_workers
 
     assert shard_workers(ShardParams(manifest="m", out="o")) == 2 * available_cores()

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.bench.params import BenchParams
-from imgnet_tools.execute.local import available_cores
+from imgnet_tools.execute.params import available_cores
 from imgnet_tools.errors import ImgnetError, InputError, OutputExistsError, SchemaError
 from imgnet_tools.loader.shardset import ShardSet, find_shards
 from imgnet_tools.manifest.atomic import atomic_write_text

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgnet_tools.errors import InputError
-from imgnet_tools.execute.local import resolve_workers
+from imgnet_tools.execute.params import resolve_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -216,7 +216,8 @@ def _hash_missing(rows: _Rows, workers: int, progress: Callable[[int], None] | N
     """Perceptual-hash usable rows without a hash; failures become rejected rows. Returns (done, failed)."""
     import numpy as np
 
-    from imgnet_tools.execute.local import map_ordered
+    from imgnet_tools.execute.params import ExecutorParams
+    from imgnet_tools.execute.tasks import run_tasks
     from imgnet_tools.images.phash import HashTask, hash_batch
 
     usable = np.isin(rows.status, CANDIDATE_STATUSES)
@@ -225,7 +226,7 @@ def _hash_missing(rows: _Rows, workers: int, progress: Callable[[int], None] | N
     batches = [tasks[s:s + HASH_BATCH] for s in range(0, len(tasks), HASH_BATCH)]
     failed = 0
     pos = 0
-    for outcomes in map_ordered(hash_batch, batches, workers=min(workers, max(1, len(batches)))):
+    for outcomes in run_tasks(hash_batch, batches, ExecutorParams(workers=min(workers, max(1, len(batches))))):
         for out in outcomes:
             i = todo[pos]
             pos += 1

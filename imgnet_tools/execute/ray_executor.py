@@ -1,39 +1,49 @@
 """Run tasks on a Ray cluster (the only module that imports ray).
 
-Each item is one Ray task with ``max_retries`` set, so Ray re-runs a task whose worker died;
-results come back in task order. With ``address`` None or ``auto`` we join a Ray already running
-on this machine or start a local one (``workers`` CPUs); any other address is a cluster to
-connect to, whose workers must have imgnet-tools installed. We shut Ray down afterwards only if we
-started it.
+The same contract as the local :class:`~imgnet_tools.execute.pool.Pool`: tasks are taken from a
+callable as slots free up, outcomes come back as they finish, a task whose worker died (or that
+ran past its time limit and was cancelled) comes back as :class:`~imgnet_tools.execute.pool.Died`
+for :mod:`.tasks` to retry, and an exception raised by a task is raised here. Ray's own task
+retries are off, so retries count the same on either executor.
+
+With ``address`` None or ``auto`` we join a Ray already running on this machine or start a local
+one (``workers`` CPUs); any other address is a cluster to connect to, whose workers must have
+imgnet-tools installed. We shut Ray down afterwards only if we started it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from imgnet_tools.errors import DependencyError, ImgnetError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from imgnet_tools.execute.tasks import ExecutorParams
-
-T = TypeVar("T")
-R = TypeVar("R")
+from imgnet_tools.errors import DependencyError, ImgnetError, InputError
+from imgnet_tools.execute.params import ExecutorParams
+from imgnet_tools.execute.pool import Died, Finished, TaskError
 
 
-def _connect(params: "ExecutorParams") -> bool:
-    """Initialise Ray unless it already is; return True when we started it here."""
+def _ray() -> Any:
     try:
         import ray
     except ImportError:
         raise DependencyError(
             "--executor ray needs Ray, which is not installed: pip install 'imgnet-tools[ray]'."
         ) from None
+    return ray
+
+
+def connect(params: ExecutorParams) -> bool:
+    """Initialise Ray unless it already is; return True when we started it here."""
+    ray = _ray()
     if ray.is_initialized():
         return False
     address = None if params.address in (None, "auto", "local") else params.address
     try:
         if address is None:
-            ray.init(num_cpus=params.workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=params.n_workers(), include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -41,34 +51,88 @@ def _connect(params: "ExecutorParams") -> bool:
     return True
 
 
-def run_on_ray(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    params: "ExecutorParams",
-    on_done: Callable[[int, R], None] | None = None,
-) -> list[R]:
-    """``[fn(item) for item in items]`` as Ray tasks, each retried up to ``params.retries`` times."""
-    started = _connect(params)
-    import ray
+class RayRunner:
+    """Tasks as Ray tasks (one CPU each), at most two per cluster CPU in flight."""
 
+    def __init__(self, params: ExecutorParams) -> None:
+        self._started = connect(params)
+        ray = _ray()
+        cpus = int(ray.cluster_resources().get("CPU", 1) or 1)
+        self.window = max(2, 2 * cpus)
+
+    def run(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
+            timeout: float | None = None) -> Iterator[Finished | Died]:
+        """Like :meth:`imgnet_tools.execute.pool.Pool.run`, on the cluster."""
+        ray = _ray()
+        remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(fn)
+        flying: dict[Any, tuple[int, float | None]] = {}
+        while True:
+            while len(flying) < self.window:
+                task = next_task()
+                if task is None:
+                    break
+                flying[remote.remote(task[1])] = (task[0], time.monotonic() + timeout if timeout else None)
+            if not flying:
+                return
+            deadlines = [d for _, d in flying.values() if d is not None]
+            wait_for = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _ = ray.wait(list(flying), num_returns=1, timeout=wait_for)
+            for ref in ready:
+                task_id, _ = flying.pop(ref)
+                yield self._outcome(ray, ref, task_id)
+            now = time.monotonic()
+            for ref, (task_id, deadline) in list(flying.items()):
+                if deadline is not None and now >= deadline:
+                    ray.cancel(ref, force=True)
+                    del flying[ref]
+                    yield Died(task_id, "timeout", "ran past its time limit; its Ray task was cancelled")
+
+    @staticmethod
+    def _outcome(ray: Any, ref: Any, task_id: int) -> Finished | Died:
+        try:
+            return Finished(task_id, ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:  # the task itself raised
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            raise TaskError(cause, str(exc)) from None
+        except ray.exceptions.RayError as exc:  # its worker (or node) died, or ran out of memory
+            return Died(task_id, "crashed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def close(self) -> None:
+        if self._started:
+            _ray().shutdown()
+            self._started = False
+
+
+def _write_probe(target: str) -> str:
+    """Run on a cluster node: write a probe file, return the node's host name."""
+    import socket
+
+    Path(target).write_text(f"imgnet probe from {socket.gethostname()}\n", encoding="utf-8")
+    return socket.gethostname()
+
+
+def check_shared_folder(folder: str | os.PathLike[str], params: ExecutorParams) -> None:
+    """Refuse an output folder that Ray's workers cannot share with this process.
+
+    A task on the cluster writes a probe file into ``folder``; this process must then read it. On
+    one machine that always holds; on a multi-node cluster it holds only for a shared file system.
+    """
+    ray = _ray()
+    started = connect(params)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=params.retries)(fn)
-        refs = [remote.remote(item) for item in items]
-        where = {ref: i for i, ref in enumerate(refs)}
-        results: dict[int, R] = {}
-        waiting = list(refs)
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            for ref in done:
-                try:
-                    results[where[ref]] = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    raise exc.cause if isinstance(exc.cause, BaseException) else exc
-                except ray.exceptions.WorkerCrashedError as exc:
-                    raise ImgnetError(f"a Ray worker died more than {params.retries} times: {exc}") from exc
-                if on_done is not None:
-                    on_done(where[ref], results[where[ref]])
-        return [results[i] for i in range(len(items))]
+        folder = Path(folder).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".imgnet-probe-{uuid.uuid4().hex}"
+        try:
+            host = ray.get(ray.remote(num_cpus=1, max_retries=0)(_write_probe).remote(str(probe)), timeout=120)
+        except ray.exceptions.RayTaskError as exc:
+            raise InputError(f"a Ray worker cannot write to {folder}: {exc.cause}; put --out on a file system "
+                             "every node mounts at the same path.") from None
+        if not probe.is_file():
+            raise InputError(f"{folder} is not shared with the Ray cluster: a worker on {host} wrote a probe file "
+                             "there that this machine cannot see; put --out on a shared file system (NFS, Lustre, "
+                             "a FUSE mount of object storage) mounted at the same path on every node.")
+        probe.unlink(missing_ok=True)
     finally:
         if started:
             ray.shutdown()

@@ -1,189 +1,207 @@
-"""Run independent tasks on a chosen executor, with retries when a worker dies.
+"""Run independent tasks on the chosen executor: one front for the local pool and Ray.
 
-``run_tasks`` is what stages call: the local process pool (default) or Ray, picked by
-:class:`ExecutorParams`. Results come back in task order whichever executor ran them. A task
-whose worker process dies (killed, out of memory) is retried up to ``retries`` times; an exception
-raised by the task itself is a run-level error and is raised as is (tasks turn per-item problems
-into data, so an exception means something the whole run should stop for, like a full disk).
+:func:`stream_tasks` is what stages call. It takes tasks lazily from an iterable (never more than
+the workers can take at once, so a stream of millions of chunks costs no memory), runs them on
+the local :class:`~imgnet_tools.execute.pool.Pool` or on Ray, and yields each outcome as it
+finishes: :class:`Done`, or, when a task's worker died (or the task ran past
+``ExecutorParams.task_timeout``) more often than ``retries`` allows, :class:`Lost`. A task that
+raises is a run-level error (tasks turn per-item problems into data, so an exception means
+something the whole run should stop for, like a full disk) and is raised as is.
+
+:func:`run_tasks` is the plain form: a list of results in task order.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import collections
 import contextlib
-import multiprocessing
-import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
-from imgnet_tools.errors import ImgnetError, InputError
-from imgnet_tools.execute.local import resolve_workers
+from imgnet_tools.errors import ImgnetError
+from imgnet_tools.execute.params import ExecutorParams
+from imgnet_tools.execute.pool import Died, Finished, Pool, TaskError
 
 T = TypeVar("T")
 R = TypeVar("R")
-EXECUTORS = ("local", "ray")
+
+__all__ = ["Done", "ExecutorParams", "Lost", "TaskRun", "WorkerLostError", "run_tasks", "stream_tasks", "warm_pool"]
 
 
 @dataclass(frozen=True)
-class ExecutorParams:
-    """``executor``: local or ray; ``address``: Ray cluster address (``auto``: a running local
-    cluster, or a new one); ``workers``: processes (local) or CPUs of a new Ray (None: all cores)."""
+class Done(Generic[R]):
+    """Task ``index`` (its position in the input) returned ``value``."""
 
-    executor: str = "local"
-    address: str | None = None
-    workers: int | None = None
-    retries: int = 2
+    index: int
+    value: R
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Task ``index`` never finished: its worker died or it ran out of time (``why``), ``attempts`` times."""
+
+    index: int
+    why: str
+    detail: str
+    attempts: int
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (shown as the exception's cause)."""
+
+    def __init__(self, trace: str) -> None:
+        super().__init__(f"\n\"\"\"\n{trace.rstrip()}\n\"\"\"")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class WorkerLostError(ImgnetError):
     """A task's worker died more times than the retries allow."""
 
 
-def run_tasks(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    params: ExecutorParams = ExecutorParams(),
-    on_done: Callable[[int, R], None] | None = None,
-    warm: "Warm | None" = None,
-) -> list[R]:
-    """``[fn(item) for item in items]`` on the chosen executor; ``on_done(i, result)`` as each
-    finishes; ``warm``: worker processes started earlier with :func:`warm_pool`."""
-    if params.executor not in EXECUTORS:
-        raise InputError(f"unknown executor {params.executor!r}; use one of {', '.join(EXECUTORS)}.")
-    if params.executor == "ray":
-        from imgnet_tools.execute.ray_executor import run_on_ray
+@dataclass
+class Warm:
+    """A local pool being started in a thread by :func:`warm_pool`, for a later :func:`stream_tasks`."""
 
-        return run_on_ray(fn, items, params, on_done)
-    if params.address is not None:
-        raise InputError("--address is only for --executor ray.")
-    return run_local(fn, items, resolve_workers(params.workers), params.retries, on_done, warm)
+    pool: Pool | None = None
+    starting: threading.Thread | None = None
+    taken: bool = False
 
-
-def _context(fn: Callable[..., object]) -> "multiprocessing.context.BaseContext":
-    """The local pool's start method: forkserver where there is one, else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if fn.__module__.startswith("imgnet_tools.") and "forkserver" in methods:
-        # Workers forked from a server that has the task's module imported start at once (only
-        # takes effect when this process starts its fork server, i.e. on its first pool).
-        ctx.set_forkserver_preload([fn.__module__])
-    return ctx
+    def take(self, workers: int) -> Pool | None:
+        """The pool when it has ``workers`` workers (then it is no longer ours to close)."""
+        if self.starting is not None:
+            self.starting.join()
+            self.starting = None
+        if self.pool is None or self.pool.size != workers or self.taken:
+            return None
+        self.taken = True
+        return self.pool
 
 
 @contextlib.contextmanager
-def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> Iterator["Warm"]:
-    """Start the local pool's worker processes now, for a later ``run_tasks(fn, ..., params, warm=...)``.
-
-    Starting workers (a fork server that imports ``fn``'s module, then one process per worker)
-    takes tens of milliseconds, a hundred or more when the fork server is new. A thread does it,
-    so the caller's own set-up (reading a manifest, planning) goes on meanwhile instead of waiting;
-    :meth:`Warm.take` waits for the thread. A pool that ``run_tasks`` did not take is shut down on
-    leaving the block. Nothing is started for Ray, one worker, or an inline run.
-    """
+def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> Iterator[Warm]:
+    """Start the local pool's worker processes now, in a thread, for a later
+    ``stream_tasks(fn, ..., params, warm=...)``: the caller's own set-up (reading a manifest,
+    planning) goes on meanwhile. A pool no run took is closed on leaving the block. Nothing is
+    started for Ray or an inline run."""
     warm = Warm()
-    workers = resolve_workers(params.workers)
-    if params.executor == "local" and workers > 1:
-        warm.workers = workers
-
-        def start() -> None:
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(fn))
-            try:
-                for _ in range(workers):  # a pool spawns a worker per submitted task while none is idle
-                    pool.submit(os.getpid)
-            except BaseException:  # noqa: BLE001 - the run then starts its own pool, and sees the error itself
-                pool.shutdown(wait=False, cancel_futures=True)
-                return
-            warm.pool = pool
-
-        warm.starting = threading.Thread(target=start, name="imgnet-warm-pool", daemon=True)
+    if params.executor == "local" and not params.inline:
+        warm.pool = Pool(params.n_workers(), preload=fn.__module__)
+        warm.starting = threading.Thread(target=warm.pool.start, name="imgnet-warm-pool", daemon=True)
         warm.starting.start()
     try:
         yield warm
     finally:
-        warm.wait()
-        if warm.pool is not None:
-            warm.pool.shutdown(wait=True, cancel_futures=True)
+        if warm.starting is not None:
+            warm.starting.join()
+        if warm.pool is not None and not warm.taken:
+            warm.pool.close()
 
 
-@dataclass
-class Warm:
-    """A pool being started, or started, that :func:`run_local` may take (see :func:`warm_pool`)."""
-
-    pool: cf.ProcessPoolExecutor | None = None
-    workers: int = 0
-    starting: threading.Thread | None = None
-
-    def wait(self) -> None:
-        """Wait until the pool has been started (or failed to start: then ``pool`` stays None)."""
-        if self.starting is not None:
-            self.starting.join()
-            self.starting = None
-
-    def take(self, workers: int) -> cf.ProcessPoolExecutor | None:
-        """The pool when it has ``workers`` workers (then it is no longer ours to shut down)."""
-        self.wait()
-        pool, self.pool = (self.pool, None) if self.workers == workers else (None, self.pool)
-        return pool
+def stream_tasks(fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
+                 warm: Warm | None = None) -> Iterator[Done[R] | Lost]:
+    """``fn(item)`` for every item, outcomes as they finish (see the module docstring)."""
+    return iter(TaskRun(fn, items, params, warm))
 
 
-def run_local(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    workers: int,
-    retries: int = 2,
-    on_done: Callable[[int, R], None] | None = None,
-    warm: Warm | None = None,
-) -> list[R]:
-    """Run on a local process pool; a pool broken by a dead worker is rebuilt and its unfinished
-    tasks resubmitted (each task at most ``retries`` extra times). One worker: inline. ``warm``:
-    a pool started earlier by :func:`warm_pool`, used for the first attempt."""
+class TaskRun(Generic[T, R]):
+    """One run of ``fn`` over ``items`` (taken lazily), to which more tasks can be added while it
+    goes (:meth:`add`, e.g. the pieces of a lost chunk). Iterate it for the outcomes; an input
+    item's outcome has its position as ``index``, an added task's the negative index
+    :meth:`add` returned."""
+
+    def __init__(self, fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
+                 warm: Warm | None = None) -> None:
+        self._fn, self._params, self._warm = fn, params, warm
+        self._it = enumerate(items)
+        self._exhausted = False
+        self._args: dict[int, T] = {}
+        self._again: collections.deque[int] = collections.deque()
+        self._tries: collections.Counter[int] = collections.Counter()
+        self._added = 0
+
+    def add(self, item: T) -> int:
+        """Queue one more task (it runs before the input's next items); its (negative) index."""
+        self._added += 1
+        index = -self._added
+        self._args[index] = item
+        self._again.append(index)
+        return index
+
+    def _next(self) -> tuple[int, T] | None:
+        if self._again:
+            index = self._again.popleft()
+            return index, self._args[index]
+        if self._exhausted:
+            return None
+        try:
+            index, item = next(self._it)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        self._args[index] = item
+        return index, item
+
+    def __iter__(self) -> Iterator[Done[R] | Lost]:
+        if self._params.inline:
+            yield from self._inline()
+            return
+        runner, close = _runner(self._fn, self._params, self._warm)
+        try:
+            for outcome in runner.run(self._fn, self._next, self._params.task_timeout):
+                if isinstance(outcome, Finished):
+                    self._forget(outcome.task)
+                    yield Done(outcome.task, outcome.value)
+                    continue
+                self._tries[outcome.task] += 1
+                if self._tries[outcome.task] <= self._params.retries:
+                    self._again.append(outcome.task)
+                else:
+                    tries = self._tries[outcome.task]
+                    self._forget(outcome.task)
+                    yield Lost(outcome.task, outcome.why, outcome.detail, tries)
+        except TaskError as exc:
+            raise exc.error from RemoteTraceback(exc.trace)
+        finally:
+            close()
+
+    def _inline(self) -> Iterator[Done[R] | Lost]:
+        while (task := self._next()) is not None:
+            self._forget(task[0])
+            yield Done(task[0], self._fn(task[1]))
+
+    def _forget(self, index: int) -> None:
+        self._args.pop(index, None)
+        self._tries.pop(index, None)
+
+
+def _runner(fn: Callable[..., Any], params: ExecutorParams, warm: Warm | None) -> tuple[Any, Callable[[], None]]:
+    """The pool or Ray runner, and how to close it."""
+    if params.executor == "ray":
+        from imgnet_tools.execute.ray_executor import RayRunner
+
+        ray_runner = RayRunner(params)
+        return ray_runner, ray_runner.close
+    pool = warm.take(params.n_workers()) if warm is not None else None
+    pool = pool or Pool(params.n_workers(), preload=getattr(fn, "__module__", None))
+    return pool, pool.close
+
+
+def run_tasks(fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
+              on_done: Callable[[int, R], None] | None = None, warm: Warm | None = None) -> list[R]:
+    """``[fn(item) for item in items]`` on the chosen executor, in task order; ``on_done(i, result)``
+    as each finishes. A task lost after its retries raises :class:`WorkerLostError`."""
     results: dict[int, R] = {}
-    if workers <= 1 or len(items) <= 1:
-        for i, item in enumerate(items):
-            results[i] = fn(item)
-            if on_done is not None:
-                on_done(i, results[i])
-        return [results[i] for i in range(len(items))]
-    attempts = [0] * len(items)
-    ctx = _context(fn)
-    started = warm.take(workers) if warm is not None else None
-    while len(results) < len(items):
-        pending = [i for i in range(len(items)) if i not in results]
-        pool = started or cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
-        started = None
-        try:
-            futures = {pool.submit(fn, items[i]): i for i in pending}
-            _collect(futures, results, attempts, retries, on_done)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        # Every task has returned (or the pool broke): the workers exit on their own, and the
-        # caller need not wait for them (a few milliseconds at the end of every run).
-        pool.shutdown(wait=False)
-    return [results[i] for i in range(len(items))]
-
-
-def _collect(
-    futures: dict["cf.Future[R]", int],
-    results: dict[int, R],
-    attempts: list[int],
-    retries: int,
-    on_done: Callable[[int, R], None] | None,
-) -> None:
-    """Gather finished futures into ``results``; count a broken pool against every unfinished task
-    (we cannot tell which task killed the worker)."""
-    for future in cf.as_completed(futures):
-        i = futures[future]
-        try:
-            results[i] = future.result()
-        except cf.process.BrokenProcessPool:
-            attempts[i] += 1
-            if attempts[i] > retries:
-                raise WorkerLostError(
-                    f"a worker died {attempts[i]} times while task {i} was pending; check memory and "
-                    "system logs (dmesg), then run again: finished work is kept."
-                ) from None
-            continue
+    for outcome in stream_tasks(fn, items, params, warm):
+        if isinstance(outcome, Lost):
+            raise WorkerLostError(
+                f"a worker {outcome.detail} {outcome.attempts} times while running task {outcome.index}"
+                f" ({outcome.why}); check memory and system logs (dmesg), then run again: finished work is kept."
+            )
+        results[outcome.index] = outcome.value
         if on_done is not None:
-            on_done(i, results[i])
+            on_done(outcome.index, outcome.value)
+    return [results[i] for i in range(len(results))]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgnet_tools.execute.local import map_ordered, resolve_workers
+from imgnet_tools.execute.params import ExecutorParams
+from imgnet_tools.execute.tasks import run_tasks
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.images.check import REASON_ORDER
 from imgnet_tools.images.sniff import HEAD_BYTES, sniff_format
@@ -105,8 +106,11 @@ def _plan(params: ScanParams, progress: Callable[[int], None] | None
     if classes is None:
         classes = derive_classes(c.class_name for c in cands)
     existing = _existing_rows(out)
-    probes = map_ordered(probe, [c.path for c in cands], workers=resolve_workers(params.workers),
-                         chunksize=64, progress=progress)
+    paths = [c.path for c in cands]
+    batches = [paths[i:i + 64] for i in range(0, len(paths), 64)]
+    done = run_tasks(probe_batch, batches, ExecutorParams(workers=params.workers),
+                     on_done=(lambda i, r: progress(len(r))) if progress else None)
+    probes = [found for batch in done for found in batch]
     alloc = keymod.KeyAllocator({existing[p]["key"] for p in map(stored_path, (c.path for c in cands)) if p in existing})
     rows = [_row(c, found, classes, existing, alloc) for c, found in zip(cands, probes)]
     return rows, existing, classes
@@ -189,6 +193,10 @@ def probe(path: str) -> tuple[int | None, int | None, str | None]:
     # formats we name but do not decode stay pending: verify reports them as unsupported_format
     reason = None if sniff_format(head) is not None else "not_an_image"
     return st.st_size, st.st_mtime_ns, reason
+
+
+def probe_batch(paths: list[str]) -> list[tuple[int | None, int | None, str | None]]:
+    return [probe(p) for p in paths]
 
 
 def os_reason(exc: OSError) -> str:

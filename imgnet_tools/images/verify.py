@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from imgnet_tools.errors import InputError
-from imgnet_tools.execute.local import map_ordered, resolve_workers
+from imgnet_tools.execute.params import ExecutorParams, resolve_workers
+from imgnet_tools.execute.tasks import run_tasks
 from imgnet_tools.images.check import (
     FIXABLE_REASONS,
     REASON_ORDER,
@@ -175,7 +176,14 @@ def _run(rows: list[dict[str, Any]], todo: list[int], params: VerifyParams,
     ]
     workers = resolve_workers(params.workers)
     chunksize = max(1, min(64, len(tasks) // (workers * 8) if workers > 1 else 1))
-    return map_ordered(verify_one, tasks, workers=workers, chunksize=chunksize, progress=progress)
+    batches = [tasks[i:i + chunksize] for i in range(0, len(tasks), chunksize)]
+    done = run_tasks(verify_batch, batches, ExecutorParams(workers=workers),
+                     on_done=(lambda i, r: progress(len(r))) if progress else None)
+    return iter([row for batch in done for row in batch])
+
+
+def verify_batch(tasks: list[Task]) -> list[dict[str, Any]]:
+    return [verify_one(t) for t in tasks]
 
 
 def _apply(rows: list[dict[str, Any]], todo: list[int], results: Iterable[dict[str, Any]], out: Path) -> int:

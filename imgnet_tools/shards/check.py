@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from imgnet_tools.errors import SchemaError
-from imgnet_tools.execute.tasks import ExecutorParams, run_tasks
+from imgnet_tools.execute.params import ExecutorParams
+from imgnet_tools.execute.tasks import run_tasks
 from imgnet_tools.manifest.schemas import validate_json
 from imgnet_tools.shards import state
 from imgnet_tools.shards.index import parse_index

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
-from imgnet_tools.execute.local import available_cores
-from imgnet_tools.execute.tasks import ExecutorParams, Warm, run_tasks, warm_pool
+from imgnet_tools.execute.params import ExecutorParams, available_cores
+from imgnet_tools.execute.tasks import Warm, run_tasks, warm_pool
 from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text, fsync_path, start_writeback
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
@@ -158,7 +158,7 @@ def shard_workers(params: ShardParams) -> int | None:
     """Worker processes: as asked; else, on the local pool, every core, or twice that in copy
     mode, whose workers wait on the disk part of the time (the fsync that ends each shard, chunk
     writes) while the others use the cores (measured in benchmarks/bench_shard.py)."""
-    if params.workers is not None or params.executor != "local" or needs_decode(params.transform()):
+    if params.workers is not None or params.executor == "ray" or needs_decode(params.transform()):
         return params.workers
     return 2 * available_cores()
 
@@ -175,7 +175,7 @@ def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
     transform = params.transform()
     # On the local pool the tars are made durable here, in groups (see _Committer); Ray workers
     # fsync their own, as this process may not share their file system's cache.
-    sync = params.executor != "local"
+    sync = params.executor == "ray"
     tasks = [ShardTask(str(Path(params.out).resolve()), p, transform, sync) for p in plans]
     out = Path(params.out)
     with state.locked(out):
