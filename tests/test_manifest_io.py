@@ -43,9 +43,25 @@ def test_parquet_round_trip_keeps_declared_types_and_version(tmp_path: Path) -> 
     out = parquet.write_table(_manifest_rows(), tmp_path / "manifest.parquet", "manifest")
     table = parquet.read_table(out, "manifest")
     assert table.schema.field("label").type == pa.int32()
-    assert table.column_names == ["key", "path", "source_path", "split", "label", "status"]
+    declared = [f["name"] for f in schemas.load_schema("manifest")["fields"]]
+    assert table.column_names == declared  # format 2: every declared column, nulls where no stage wrote
     assert table.column("key").to_pylist() == ["train_n1_a", "train_n1_b"]
+    assert table.column("phash").null_count == 2
+    assert pq.read_schema(out).metadata[b"imgnet.format_version"] == b"2"
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]  # no temp file left
+
+
+def test_a_format_1_manifest_still_reads_and_streams(tmp_path: Path) -> None:
+    """The first release wrote only the columns its stages had filled, as format_version 1."""
+    from imgnet_tools.manifest.stream import iter_chunks, table_info
+
+    old = _manifest_rows().replace_schema_metadata({b"imgnet.schema": b"manifest", b"imgnet.format_version": b"1"})
+    pq.write_table(old, tmp_path / "v1.parquet")
+    assert table_info(tmp_path / "v1.parquet", "manifest").version == 1
+    table = parquet.read_table(tmp_path / "v1.parquet", "manifest")
+    assert table.column("key").to_pylist() == ["train_n1_a", "train_n1_b"] and table.column("sha256").null_count == 2
+    chunks = list(iter_chunks(tmp_path / "v1.parquet", "manifest", 1, columns=["key", "sha256"]))
+    assert [c.column_names for c in chunks] == [["key", "sha256"]] * 2
 
 
 def test_undeclared_or_missing_columns_are_refused(tmp_path: Path) -> None:

@@ -199,8 +199,11 @@ def test_verified_manifest_matches_schema(pool: tuple[Path, Path]) -> None:
     table = read_table(manifest, "manifest")
     schema = load_schema("manifest")
     declared = {f["name"]: f for f in schema["fields"]}
-    assert set(table.column_names) <= set(declared)
-    assert {f for f, d in declared.items() if d.get("stage") in ("scan", "verify")} == set(table.column_names)
+    assert table.column_names == list(declared)  # version 2: every declared column, in declared order
+    dedup_columns = [f for f, d in declared.items() if d.get("stage") == "dedup"]
+    assert all(table.column(c).null_count == table.num_rows for c in dedup_columns)  # dedup has not run
+    checked = [r for r in table.to_pylist() if r["reason"] not in ("empty", "not_an_image", "unreadable")]
+    assert checked and all(r["verify_policy"] and r["issues"] is not None for r in checked)
     meta = pq.read_schema(manifest).metadata
     assert meta[b"imgnet.format_version"] == str(schema["format_version"]).encode()
     for row in table.to_pylist():
@@ -278,25 +281,15 @@ def test_cli_verify_usage_and_run_errors(tmp_path: Path, invoke) -> None:  # typ
     assert res.exit_code == 2
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(pool: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import imgnet_tools.images.verify as verify_mod
-
+def test_chunks_resume_and_cross_boundaries(pool: tuple[Path, Path], tmp_path: Path) -> None:
+    """Tiny chunks: results equal one big chunk's; a run stopped after some chunks resumes from them."""
     _, manifest = pool
-    real_run = verify_mod._run
-
-    def dies_after_five(*args, **kwargs):  # type: ignore[no-untyped-def]
-        for n, result in enumerate(real_run(*args, **kwargs)):
-            if n == 5:
-                raise KeyboardInterrupt
-            yield result
-
-    monkeypatch.setattr(verify_mod, "CHECKPOINT_SECONDS", -1.0)  # checkpoint after every row
-    monkeypatch.setattr(verify_mod, "_run", dies_after_five)
-    with pytest.raises(KeyboardInterrupt):
-        verify(VerifyParams(manifest=str(manifest), workers=1))
-    statuses = [r["status"] for r in read_table(manifest, "manifest").to_pylist()]
-    assert sum(s != "pending" for s in statuses) == 5 + 3  # 5 verified before the crash, 3 rejected by scan
-    monkeypatch.setattr(verify_mod, "_run", real_run)
-    resumed = verify(VerifyParams(manifest=str(manifest), workers=1))
-    assert resumed.skipped == 5 + 3 and resumed.checked == resumed.rows - 8
-    assert not [p for p in manifest.parent.iterdir() if p.name.startswith(".tmp-")]
+    whole = tmp_path / "whole.parquet"
+    verify(VerifyParams(manifest=str(manifest), out=str(whole), workers=2))
+    tiny = tmp_path / "tiny.parquet"
+    first = verify(VerifyParams(manifest=str(manifest), out=str(tiny), workers=2, chunk_rows=2))
+    assert read_table(tiny, "manifest").equals(read_table(whole, "manifest"))
+    assert first.resumed_chunks == 0 and first.checked == first.rows - 3
+    again = verify(VerifyParams(manifest=str(tiny), workers=2, chunk_rows=2))
+    assert again.checked == 0 and read_table(tiny, "manifest").equals(read_table(whole, "manifest"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # work folders removed

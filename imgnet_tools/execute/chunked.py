@@ -95,8 +95,13 @@ class _Pieces(Generic[R]):
 
 
 def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
-               params: ExecutorParams = ExecutorParams(), warm: Warm | None = None) -> Iterator[Outcome[P, R]]:
-    """Run every chunk not already in ``store``; yield each chunk's outcome (see the module docstring)."""
+               params: ExecutorParams = ExecutorParams(), warm: Warm | None = None,
+               item_timeout: float | None = None) -> Iterator[Outcome[P, R]]:
+    """Run every chunk not already in ``store``; yield each chunk's outcome (see the module docstring).
+
+    ``item_timeout``: seconds per item a chunk may take before its worker is killed (a chunk of
+    ``n`` items gets ``n`` times that; None: ``params.task_timeout`` for the whole chunk).
+    """
     reused: collections.deque[Outcome[P, R]] = collections.deque()
     waiting: dict[int, Chunk[P]] = {}
     pieces: dict[int, tuple[Chunk[P], int]] = {}
@@ -113,7 +118,8 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
             position += 1
             yield chunk.items
 
-    run: TaskRun[Sequence[P], R] = TaskRun(job.work, source(), params, warm)
+    timeout = (lambda items: item_timeout * max(1, len(items))) if item_timeout else None
+    run: TaskRun[Sequence[P], R] = TaskRun(job.work, source(), params, warm, timeout=timeout)
 
     def finish(chunk: Chunk[P], result: R, was_split: bool) -> Outcome[P, R]:
         store.commit(chunk, result)

@@ -24,9 +24,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Union
 
 _STOP = None
+Timeout = Union[float, Callable[[Any], Optional[float]], None]  # seconds, or seconds for a task's argument
 
 
 def context(preload: str | None = None) -> multiprocessing.context.BaseContext:
@@ -121,11 +122,11 @@ class Pool:
         return _Worker(process, parent)
 
     def run(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
-            timeout: float | None = None) -> Iterator[Finished | Died]:
+            timeout: Timeout = None) -> Iterator[Finished | Died]:
         """Run ``fn(arg)`` for tasks ``(task id, arg)`` taken from ``next_task()`` whenever a worker is
         idle (it returns None when it has nothing now); yield each outcome as it comes, until no
         task is running and ``next_task()`` has nothing. ``timeout``: seconds a task may run before
-        its worker is killed. A task that raises ends the run: :class:`TaskError` is raised (the
+        its worker is killed (or a function of the task's argument giving that). A task that raises ends the run: :class:`TaskError` is raised (the
         other workers' tasks are abandoned and those workers replaced)."""
         self.start()
         while True:
@@ -139,7 +140,7 @@ class Pool:
                 return
             yield from self._wait(busy)
 
-    def _send(self, worker: _Worker, task: int, message: tuple[Any, Any], timeout: float | None) -> None:
+    def _send(self, worker: _Worker, task: int, message: tuple[Any, Any], timeout: Timeout) -> None:
         """Give ``task`` to ``worker``; a worker found dead before it started is replaced, uncharged."""
         for _ in range(3):
             try:
@@ -151,7 +152,8 @@ class Pool:
                 worker = self._workers[index]
         else:
             raise RuntimeError("could not start a worker process; check memory and process limits")
-        worker.task, worker.deadline = task, (time.monotonic() + timeout) if timeout else None
+        limit = timeout(message[1]) if callable(timeout) else timeout
+        worker.task, worker.deadline = task, (time.monotonic() + limit) if limit else None
 
     def _wait(self, busy: list[_Worker]) -> Iterator[Finished | Died]:
         deadlines = [w.deadline for w in busy if w.deadline is not None]

@@ -61,7 +61,7 @@ class RayRunner:
         self.window = max(2, 2 * cpus)
 
     def run(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
-            timeout: float | None = None) -> Iterator[Finished | Died]:
+            timeout: "float | Callable[[Any], float | None] | None" = None) -> Iterator[Finished | Died]:
         """Like :meth:`imgnet_tools.execute.pool.Pool.run`, on the cluster."""
         ray = _ray()
         remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(fn)
@@ -71,7 +71,8 @@ class RayRunner:
                 task = next_task()
                 if task is None:
                     break
-                flying[remote.remote(task[1])] = (task[0], time.monotonic() + timeout if timeout else None)
+                limit = timeout(task[1]) if callable(timeout) else timeout
+                flying[remote.remote(task[1])] = (task[0], time.monotonic() + limit if limit else None)
             if not flying:
                 return
             deadlines = [d for _, d in flying.values() if d is not None]

@@ -114,8 +114,9 @@ class TaskRun(Generic[T, R]):
     :meth:`add` returned."""
 
     def __init__(self, fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
-                 warm: Warm | None = None) -> None:
+                 warm: Warm | None = None, timeout: Callable[[T], float | None] | None = None) -> None:
         self._fn, self._params, self._warm = fn, params, warm
+        self._timeout = timeout or params.task_timeout
         self._it = enumerate(items)
         self._exhausted = False
         self._args: dict[int, T] = {}
@@ -151,7 +152,7 @@ class TaskRun(Generic[T, R]):
             return
         runner, close = _runner(self._fn, self._params, self._warm)
         try:
-            for outcome in runner.run(self._fn, self._next, self._params.task_timeout):
+            for outcome in runner.run(self._fn, self._next, self._timeout):
                 if isinstance(outcome, Finished):
                     self._forget(outcome.task)
                     yield Done(outcome.task, outcome.value)
@@ -186,7 +187,7 @@ def _runner(fn: Callable[..., Any], params: ExecutorParams, warm: Warm | None) -
         ray_runner = RayRunner(params)
         return ray_runner, ray_runner.close
     pool = warm.take(params.n_workers()) if warm is not None else None
-    pool = pool or Pool(params.n_workers(), preload=getattr(fn, "__module__", None))
+    pool = pool or Pool(params.n_workers(), preload=getattr(getattr(fn, "func", fn), "__module__", None))
     return pool, pool.close
 
 

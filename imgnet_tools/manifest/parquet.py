@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from imgnet_tools.errors import SchemaError
 from imgnet_tools.manifest.atomic import atomic_path
@@ -68,29 +68,45 @@ def _arrow_schema(name: str, columns: tuple[str, ...] | None) -> "pa.Schema":  #
     return pa.schema(fields, metadata=meta)
 
 
-def conform(table: "pa.Table", name: str) -> "pa.Table":
-    """Return ``table`` with declared column order, declared types and the schema metadata.
+def conform(table: "pa.Table", name: str, where: str | None = None,
+            only: "Sequence[str] | None" = None) -> "pa.Table":
+    """Return ``table`` with declared column order, declared types and the schema metadata; for a
+    schema with ``full_columns`` (the manifest), every declared column, missing ones as nulls.
 
-    Raises :class:`SchemaError` for an undeclared column, a missing required column, a null in a
-    non-nullable column, or a value that cannot be cast to the declared type.
+    Raises :class:`SchemaError` (naming ``where`` and the column) for an undeclared column, a
+    missing required column, a null in a non-nullable column, or a value that cannot be cast to
+    the declared type. ``only``: a projection; just these columns are checked and returned.
     """
     import pyarrow as pa
 
     schema = load_schema(name)
-    required = [f["name"] for f in schema["fields"] if f.get("required", False)]
+    place = f"{where}: " if where else ""
+    required = [f["name"] for f in schema["fields"] if f.get("required", False) and (only is None or f["name"] in only)]
     missing = [c for c in required if c not in table.column_names]
     if missing:
-        raise SchemaError(f"{name} table lacks required columns {missing}")
-    target = arrow_schema(name, table.column_names)
+        raise SchemaError(f"{place}{name} table lacks required columns {missing}")
+    declared = {f["name"] for f in schema["fields"]}
+    undeclared = [c for c in table.column_names if c not in declared]
+    if undeclared:
+        raise SchemaError(f"{place}{name} table has columns {undeclared} that are not declared in schema {name}")
+    full = bool(schema.get("full_columns"))
+    if only is not None:
+        target = arrow_schema(name, [c for c in only if c in declared and (full or c in table.column_names)])
+    else:
+        target = arrow_schema(name) if full else arrow_schema(name, table.column_names)
     arrays = []
     for field in target:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
         column = table.column(field.name)
         if not field.nullable and column.null_count:
-            raise SchemaError(f"{name} column {field.name!r} has {column.null_count} nulls but is not nullable")
+            raise SchemaError(f"{place}{name} column {field.name!r} has {column.null_count} nulls but is not nullable")
         try:
             arrays.append(column.cast(field.type) if column.type != field.type else column)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SchemaError(f"{name} column {field.name!r}: cannot store {column.type} as {field.type}: {exc}") from exc
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise SchemaError(f"{place}{name} column {field.name!r}: cannot store {column.type} as "
+                              f"{field.type}: {exc}") from exc
     return pa.Table.from_arrays(arrays, schema=target)
 
 
@@ -122,20 +138,46 @@ def write_table(table: "pa.Table", path: str | os.PathLike[str], name: str, **kw
     return path
 
 
-def read_table(path: str | os.PathLike[str], name: str, columns: list[str] | None = None) -> "pa.Table":
-    """Read a Parquet artifact, checking that it is artifact ``name`` at a version this imgnet reads."""
+def check_file(path: str | os.PathLike[str], name: str) -> tuple["pa.Schema", int]:
+    """The Arrow schema and ``format_version`` of a Parquet artifact, checked: it exists, it is a
+    readable Parquet file, it is artifact ``name``, at a version this imgnet reads."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
-        raise SchemaError(f"{path} does not exist; create it first (see `imgnet --help`).")
+        what = "is a folder, not a Parquet file" if path.is_dir() else "does not exist"
+        raise SchemaError(f"{path} {what}; pass the {name} file a stage wrote (see `imgnet --help`).")
     try:
-        meta = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SchemaError(f"{path} is not a readable Parquet file: {exc}") from exc
-    found = meta.get(META_SCHEMA, b"").decode()
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SchemaError(f"{path} is not a readable Parquet file ({_first_line(exc)}); it may be truncated or "
+                          "corrupt: restore it, or write it again with the stage that made it.") from exc
+    meta = schema.metadata or {}
+    found = meta.get(META_SCHEMA, b"").decode("utf-8", "replace")
     if found != name:
         raise SchemaError(f"{path} is a {found or 'foreign'} table, not {name}; pass the right file.")
-    check_version(name, meta.get(META_VERSION, b"?").decode(), str(path))
-    return pq.read_table(path, columns=columns)
+    version = check_version(name, meta.get(META_VERSION, b"?").decode("utf-8", "replace"), str(path))
+    return schema, version
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_table(path: str | os.PathLike[str], name: str, columns: list[str] | None = None) -> "pa.Table":
+    """Read a Parquet artifact whole (checked as :func:`check_file` does, conformed to its schema).
+
+    For small tables; stages read manifests chunk by chunk (:mod:`imgnet_tools.manifest.stream`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema, _ = check_file(path, name)
+    present = [c for c in (columns or schema.names) if c in schema.names]
+    try:
+        table = pq.read_table(path, columns=present)
+    except (pa.ArrowException, OSError) as exc:
+        raise SchemaError(f"{path} cannot be read ({_first_line(exc)}); it may be truncated or corrupt.") from exc
+    return conform(table, name, str(path), only=columns)

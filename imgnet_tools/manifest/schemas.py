@@ -52,18 +52,29 @@ def format_version(name: str) -> int:
     return int(load_schema(name)["format_version"])
 
 
-def check_version(name: str, found: object, where: str) -> None:
-    """Raise :class:`SchemaError` unless ``found`` is the version this imgnet writes and reads."""
-    expected = format_version(name)
+def readable_versions(name: str) -> tuple[int, ...]:
+    """Every ``format_version`` of artifact ``name`` this imgnet reads (the current one and any
+    older ones its schema lists under ``reads_versions``)."""
+    schema = load_schema(name)
+    return tuple(sorted({int(schema["format_version"]), *map(int, schema.get("reads_versions", ()))}))
+
+
+def check_version(name: str, found: object, where: str) -> int:
+    """The version ``found`` as an int; :class:`SchemaError` unless this imgnet reads it."""
+    readable = readable_versions(name)
     try:
-        ok = int(str(found)) == expected
+        version = int(str(found))
     except ValueError:
-        ok = False
-    if not ok:
+        version = -1
+    if version not in readable:
+        newer = version > max(readable)
         raise SchemaError(
-            f"{where}: format_version {found!r} of {name} is not supported (this imgnet reads version "
-            f"{expected}); rebuild it with this imgnet or use the imgnet version that wrote it."
+            f"{where}: format_version {found!r} of {name} is not supported (this imgnet reads version"
+            f"{'s' if len(readable) > 1 else ''} {', '.join(map(str, readable))}); "
+            + ("it was written by a newer imgnet: upgrade imgnet-tools." if newer else
+               "rebuild it with this imgnet or use the imgnet version that wrote it.")
         )
+    return version
 
 
 def validate_json(doc: Mapping[str, Any], name: str, where: str = "document") -> None:
