@@ -3,7 +3,9 @@
 Per-image problems are never raised: they become manifest rows with a ``status`` and a
 ``reason`` (see ``schemas/``). These exceptions are for problems that stop a whole run: missing
 data, bad arguments discovered by the library, an output that already exists. The CLI turns any
-:class:`ImgnetError` into one line on stderr and exit code 1.
+:class:`ImgnetError` into one line on stderr and its ``exit_code``: 2 for errors in the input
+(arguments, files, recipes: the user has something to fix), 1 for a run that failed (a full disk,
+a lost worker, a missing dependency).
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ class ImgnetError(Exception):
 
 
 class InputError(ImgnetError):
-    """An input file or argument is malformed (the message names the file and line)."""
+    """An input file or argument is malformed (the message names the file and line, or the option)."""
+
+    exit_code = 2
 
 
 class OutputExistsError(ImgnetError):
     """The output exists and the command was not told to overwrite it."""
+
+    exit_code = 2
 
 
 class WordNetError(ImgnetError):
@@ -28,7 +34,9 @@ class WordNetError(ImgnetError):
 
 
 class SchemaError(ImgnetError):
-    """An artifact does not match its schema, or carries an unknown format_version."""
+    """An artifact does not match its schema, or carries an unknown format_version (an input to fix)."""
+
+    exit_code = 2
 
 
 class DependencyError(ImgnetError):

@@ -116,17 +116,17 @@ def test_verdict_compares_loader_with_model(loader_rate: float, verdict: str) ->
 def test_too_many_gpus_is_a_clear_error(invoke, shards_dir: Path) -> None:
     visible = torch.cuda.device_count()
     result = invoke("bench", shards_dir, "--gpus", str(visible + 1), *TINY)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"asked for {visible + 1} GPU(s) but {visible} visible" in result.stderr and "--gpus 0 --procs" in result.stderr
 
 
 def test_no_shards_and_bad_index(invoke, tmp_path: Path) -> None:
     result = invoke("bench", tmp_path, "--gpus", "0", *TINY)
-    assert result.exit_code == 1 and "no shards train-NNNNNN.tar" in result.stderr
+    assert result.exit_code == 2 and "no shards train-NNNNNN.tar" in result.stderr
     shards = write_shards(tmp_path / "s", samples=4, per_shard=2)
     (shards / "train-000001.idx").write_text("v1.2 7\n")
     result = invoke("bench", shards, "--gpus", "0", *TINY)
-    assert result.exit_code == 1 and "train-000001.idx" in result.stderr
+    assert result.exit_code == 2 and "train-000001.idx" in result.stderr
 
 
 def test_existing_report_is_kept_without_overwrite(shards_dir: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from imgnet_tools import __version__
 from imgnet_tools.cli.main import LAZY_COMMANDS, available_commands, cli
@@ -108,3 +109,47 @@ def test_cli_defaults_equal_the_stage_params_defaults(name: str, command: click.
         assert got == expected, f"imgnet {name}: --{option.name.replace('_', '-')} defaults to {got!r}, {params_cls.__name__} to {expected!r}"
         compared += 1
     assert compared, f"no option of imgnet {name} matched a field of {params_cls.__name__}"
+
+
+def test_errors_are_one_line_input_errors_exit_2_and_bugs_name_a_log(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The error layer of every command: an ImgnetError is one line with its exit code; any other
+    exception is one line naming a crash log that holds the traceback, exit 1; --debug re-raises."""
+    import click
+
+    from imgnet_tools.cli.main import LazyGroup
+    from imgnet_tools.errors import InputError
+
+    @click.group(cls=LazyGroup)
+    @click.option("--debug", is_flag=True)
+    def group(debug: bool) -> None:
+        pass
+
+    @group.command()
+    def bad_input() -> None:
+        raise InputError("list.csv: row 3 has no path")
+
+    @group.command()
+    def bug() -> None:
+        {}["missing"]  # noqa: B018 - a real KeyError, as a bug would raise
+
+    monkeypatch.setenv("IMGNET_LOG_DIR", str(tmp_path / "logs"))
+    runner = CliRunner()
+    res = runner.invoke(group, ["bad-input"])
+    assert (res.exit_code, res.stderr) == (2, "Error: list.csv: row 3 has no path\n")
+    res = runner.invoke(group, ["bug"])
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "internal error (KeyError: 'missing')" in res.stderr and "Traceback" not in res.stderr
+    logs = list((tmp_path / "logs").iterdir())
+    assert len(logs) == 1 and str(logs[0]) in res.stderr
+    assert "Traceback (most recent call last)" in logs[0].read_text() and "KeyError: 'missing'" in logs[0].read_text()
+    res = runner.invoke(group, ["--debug", "bug"])
+    assert isinstance(res.exception, KeyError)
+
+
+def test_a_command_whose_module_cannot_load_says_so(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from imgnet_tools.cli import main
+
+    monkeypatch.setitem(main.LAZY_COMMANDS, "ghost", ("no_such_module:ghost", "A command whose module is missing."))
+    res = CliRunner().invoke(main.cli, ["ghost", "--help"])
+    assert res.exit_code == 1 and "`imgnet ghost` cannot be loaded" in res.stderr and "reinstall" in res.stderr
+    assert "ghost" in CliRunner().invoke(main.cli, ["--help"]).stdout  # listed, not hidden

@@ -314,4 +314,4 @@ def test_cli_usage_and_run_errors(invoke, ds: Dataset, tmp_path: Path) -> None:
 
     pq.write_table(pa.table({"x": [1]}), other)
     result = invoke("dedup", other)
-    assert result.exit_code == 1 and result.stderr.startswith("Error: ")
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ")

@@ -65,7 +65,7 @@ def test_all_shards_empty(tmp_path: Path) -> None:
 def test_cli_reports_a_broken_index_as_an_error(invoke, shards_dir: Path) -> None:
     (shards_dir / "train-000000.idx").write_text("not an index\n")
     result = invoke("loader", "check", shards_dir)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and "train-000000.idx" in result.stderr
 
 
@@ -85,4 +85,4 @@ def test_undecodable_jpeg_is_a_run_level_error(invoke, shards_dir: Path) -> None
     data[member.offset_data:member.offset_data + member.size] = b"\0" * member.size
     tar_path.write_bytes(bytes(data))
     result = invoke("loader", "check", shards_dir)
-    assert result.exit_code == 1 and "cannot be decoded" in result.stderr
+    assert result.exit_code == 2 and "cannot be decoded" in result.stderr

@@ -170,10 +170,10 @@ def test_paths_resolve_against_the_recipe_directory_or_the_workdir(tmp_path: Pat
     assert elsewhere.dir == (work / "rundir").resolve()
 
 
-def test_cli_reports_a_bad_recipe_with_exit_1_and_the_line(tmp_path: Path, invoke) -> None:
+def test_cli_reports_a_bad_recipe_with_exit_2_and_the_line(tmp_path: Path, invoke) -> None:
     path = write_recipe(tmp_path, "format_version: 1\nname: x\nstages:\n  - stage: scna\n")
     result = invoke("run", path, "--dry-run")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"Error: {path}:4: unknown stage 'scna'" in result.output
 
 
@@ -193,7 +193,7 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path, invoke) ->
 def test_missing_input_stops_the_run_before_any_stage(tmp_path: Path, invoke) -> None:
     path = write_recipe(tmp_path, GOOD)
     result = invoke("run", path)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "missing input(s): run" in result.output
     assert not (tmp_path / "run.json").exists()
 
@@ -257,4 +257,4 @@ def test_a_shipped_recipe_runs_by_name_with_a_workdir(tmp_path: Path, invoke) ->
     assert result.exit_code == 0 and "missing input: data" in result.output
     assert invoke("run", "demo", "--dry-run").exit_code == 2  # where would its paths go?
     missing = invoke("run", "no-such-recipe", "--dry-run")
-    assert missing.exit_code == 1 and "shipped: demo, imagenet-1k, imagenet-21k" in missing.output
+    assert missing.exit_code == 2 and "shipped: demo, imagenet-1k, imagenet-21k" in missing.output

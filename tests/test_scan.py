@@ -267,7 +267,8 @@ def test_rescan_keeps_keys_and_verify_results(dataset: Path, tmp_path: Path) -> 
     assert again["n01440764_1.JPEG"]["status"] == "pending"  # changed on disk: verify again
     assert again["n01484850_1.JPEG"]["status"] == "ok"  # unchanged: verify result kept
     assert again["n01484850_1.JPEG"]["sha256"] == rows_sha(manifest, "n01484850_1.JPEG")
-    assert again["n01443537_2.png"]["key"] == "train-n01443537_2"  # the old key is free again
+    # a removed file's key is never handed to another file (votes, predictions keyed by it stay true)
+    assert again["n01443537_2.png"]["key"] == "train-n01443537_2-2"
     assert verify(VerifyParams(manifest=str(manifest), workers=1)).checked == 2
 
 
@@ -302,7 +303,11 @@ def test_cli_scan(dataset: Path, tmp_path: Path, invoke) -> None:  # type: ignor
     assert res.exit_code == 2
     odd = tmp_path / "images"
     imagegen.make_ilsvrc_val(odd, ["a"])
+    res = invoke("scan", odd, "--out", tmp_path / "w2", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["splits"] == {"train": 1}  # no split named: train
     res = invoke("scan", odd, "--out", tmp_path / "w2")
-    assert res.exit_code == 1 and "pass --split" in res.stderr
+    assert "had no split" in res.stderr and "they are train" in res.stderr
+    res = invoke("scan", odd, "--out", tmp_path / "w2" / "manifest.parquet")
+    assert res.exit_code == 2 and "--out names a folder" in res.stderr
     res = invoke("scan", odd, "--out", tmp_path / "w2", "--split", "extra")
     assert res.exit_code == 0 and "extra 1" in res.stdout

@@ -48,11 +48,11 @@ def test_run_level_and_usage_errors(invoke, manifest: Path, tmp_path: Path) -> N
     out = tmp_path / "shards"
     invoke("shard", manifest, "--size", "3", "--out", out, "--workers", "1")
     changed = invoke("shard", manifest, "--size", "4", "--out", out)
-    assert changed.exit_code == 1 and changed.stderr.startswith("Error: ") and "--overwrite" in changed.stderr
+    assert changed.exit_code == 2 and changed.stderr.startswith("Error: ") and "--overwrite" in changed.stderr
     assert invoke("shard", manifest, "--out", out, "--address", "auto").exit_code == 2
     assert invoke("shard", manifest, "--out", out, "--size", "0").exit_code == 2
     assert invoke("shard", manifest, "--out", out, "--prefix", "{wnid}").exit_code == 2
-    assert invoke("shards", "check", tmp_path).exit_code == 1  # no dataset.json
+    assert invoke("shards", "check", tmp_path).exit_code == 2  # no dataset.json
 
 
 def test_installed_console_script(manifest: Path, tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_show_reads_wordnet_without_from() -> None:
 
 def test_show_unknown_word_is_an_error(ilsvrc_dir) -> None:
     result = _run("synsets", "show", "no such thing at all", "--from", ilsvrc_dir)
-    assert result.exit_code == 1 and "Error: no noun synset matches" in result.output
+    assert result.exit_code == 2 and "Error: no noun synset matches" in result.output
 
 
 def test_stats_prints_depth_and_fanout_distributions(ilsvrc_dir) -> None:
@@ -115,9 +115,9 @@ def test_stats_prints_depth_and_fanout_distributions(ilsvrc_dir) -> None:
     assert sum(doc["fanout_histogram"].values()) == doc["synsets"] - doc["leaves"]
 
 
-def test_existing_output_is_refused_with_exit_1(ilsvrc_dir) -> None:
+def test_existing_output_is_refused_with_exit_2(ilsvrc_dir) -> None:
     result = _run("synsets", "build", "--preset", "ilsvrc2012", "--out", ilsvrc_dir)
-    assert result.exit_code == 1 and "--overwrite" in result.output
+    assert result.exit_code == 2 and "--overwrite" in result.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -139,7 +139,7 @@ def test_bad_class_list_names_the_line(tmp_path, content, line_message) -> None:
     listed = tmp_path / "bad__wnids.txt"
     listed.write_text(content)
     result = _run("synsets", "build", "--wnids", listed, "--out", tmp_path / "o")
-    assert result.exit_code == 1 and line_message in result.output and str(listed) in result.output
+    assert result.exit_code == 2 and line_message in result.output and str(listed) in result.output
     assert not (tmp_path / "o").exists()
 
 
@@ -147,7 +147,7 @@ def test_unknown_wnid_names_the_line(tmp_path) -> None:
     listed = tmp_path / "unknown_on_line_2__wnids.txt"
     listed.write_text("n02084071 dog\nn99999999 not a noun\nn04399382 teddy\n")
     result = _run("synsets", "build", "--wnids", listed, "--out", tmp_path / "strict")
-    assert result.exit_code == 1 and "line 2: n99999999 is not a WordNet 3.0 noun" in result.output
+    assert result.exit_code == 2 and "line 2: n99999999 is not a WordNet 3.0 noun" in result.output
     assert not (tmp_path / "strict").exists()
 
 

@@ -266,7 +266,7 @@ def test_fix_folder_inside_the_sources_is_refused(pool: tuple[Path, Path], invok
     before = imagegen.tree_hashes(src)
     for inside in (src / "n01440764" / "fixed", src / "n01440764", src.parent):
         res = invoke("verify", manifest, "--fix", inside)
-        assert res.exit_code == 1 and "outside the source tree" in res.stderr
+        assert res.exit_code == 2 and "outside the source tree" in res.stderr
     assert imagegen.tree_hashes(src) == before and not (src / "n01440764" / "fixed").exists()
 
 
@@ -274,7 +274,7 @@ def test_cli_verify_usage_and_run_errors(tmp_path: Path, invoke) -> None:  # typ
     bogus = tmp_path / "not_a_manifest.parquet"
     bogus.write_text("hello")
     res = invoke("verify", bogus)
-    assert res.exit_code == 1 and res.stderr.startswith("Error: ")
+    assert res.exit_code == 2 and res.stderr.startswith("Error: ")
     res = invoke("verify", bogus, "--reject", "truncated")
     assert res.exit_code == 2
     res = invoke("verify", bogus, "--min-size", "0")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,17 +34,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def available_commands() -> dict[str, tuple[str, str]]:
-    """The lazily registered commands whose module exists in this installation."""
-    folders = importlib.import_module("imgnet_tools.cli").__path__
-    return {
-        name: entry
-        for name, entry in LAZY_COMMANDS.items()
-        if any(os.path.exists(os.path.join(folder, entry[0].split(":")[0] + ".py")) for folder in folders)
-    }
+    """Every registered command (a module that fails to import says so when used, never hides)."""
+    return dict(LAZY_COMMANDS)
 
 
 class LazyGroup(click.Group):
-    """A group that imports a subcommand's module only when that subcommand is used."""
+    """A group that imports a subcommand's module only when that subcommand is used, and turns every
+    error into one line: an :class:`ImgnetError` with its exit code (2: fix the input; 1: the run
+    failed), anything else (a bug) as an internal error whose traceback goes to a log file."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(available_commands()))
@@ -52,8 +54,14 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         module_name, attr = entry[0].split(":")
-        module = importlib.import_module(f"imgnet_tools.cli.{module_name}")
-        command: click.Command = getattr(module, attr)
+        try:
+            module = importlib.import_module(f"imgnet_tools.cli.{module_name}")
+            command: click.Command = getattr(module, attr)
+        except (ImportError, AttributeError) as exc:
+            raise click.ClickException(
+                f"`imgnet {cmd_name}` cannot be loaded ({type(exc).__name__}: {exc}); the installation is broken: "
+                "reinstall imgnet-tools with its dependencies (make setup)."
+            ) from exc
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -66,13 +74,60 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ImgnetError as exc:
+            if _debug(ctx):
+                raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted. Finished work is kept: run the same command again to resume.", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback in a log
+            if _debug(ctx):
+                raise
+            log = write_crash_log(exc)
+            where = f"the traceback is in {log}" if log else "run it again with --debug for the traceback"
+            click.echo(f"Error: internal error ({type(exc).__name__}: {str(exc)[:300]}); {where}. "
+                       "Please report it.", err=True)
+            ctx.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.params or {}).get("debug")) or os.environ.get("IMGNET_DEBUG") == "1"
+
+
+def log_dir() -> Path:
+    """Where crash logs go: ``IMGNET_LOG_DIR``, else ``$XDG_CACHE_HOME/imgnet/logs`` (``~/.cache``)."""
+    if os.environ.get("IMGNET_LOG_DIR"):
+        return Path(os.environ["IMGNET_LOG_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imgnet" / "logs"
+
+
+def write_crash_log(exc: BaseException) -> Path | None:
+    """Write the command line and the traceback of ``exc`` to a new log file; its path (None if
+    no folder for logs can be written: the temporary folder is tried last)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"imgnet {__version__} crash log, {datetime.datetime.now().isoformat(timespec='seconds')}\n"
+            f"command: {' '.join(sys.argv)}\ncwd: {os.getcwd()}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    for folder in (log_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"imgnet-crash-{stamp}-{os.getpid()}.log"
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgnet")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error (also: IMGNET_DEBUG=1).")
+def cli(debug: bool) -> None:
     """imgnet: build ImageNet-style datasets, from WordNet synsets to GPU-ready shards.
 
     \b

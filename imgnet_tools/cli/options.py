@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of a params dataclass (so click shows the library's defaults)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r} with a default")
+
+
+def executor_options(fn: F) -> F:
+    """``--executor``, ``--address``, ``--workers``: one meaning on every stage that runs tasks."""
+    from imgnet_tools.execute.params import EXECUTORS
+
+    fn = click.option("--workers", type=click.IntRange(min=1), default=None,
+                      help="Worker processes (local), or CPUs of a new local Ray (default: every core).")(fn)
+    fn = click.option("--address", default=None,
+                      help="Ray cluster address (ray://head:10001; auto: a running local Ray, or a new one). "
+                           "On a multi-node cluster the output folder must be on a shared file system.")(fn)
+    fn = click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                      help="local process pool, a Ray cluster, or inline (in this process, one task at a time: "
+                           "for debugging; no crash isolation).")(fn)
+    return fn
+
+
+chunk_rows_option = click.option(
+    "--chunk-rows", type=click.IntRange(min=1), default=None,
+    help="Rows per chunk: the unit of work, of commits and of resume (default: sized to the input).")
 
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace an existing output instead of refusing."

@@ -5,33 +5,38 @@ from __future__ import annotations
 import click
 
 from imgnet_tools.cli.options import (
+    chunk_rows_option,
     echo_counts,
     emit_json,
+    executor_options,
     json_option,
+    note,
     progress_bar,
     quiet_option,
-    workers_option,
 )
 from imgnet_tools.synsets.classlists import PRESET_NAMES
 
 
 @click.command("scan")
 @click.argument("src", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for manifest.parquet.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Folder that will hold manifest.parquet (a folder, not a .parquet file name).")
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False),
               help="Class list: classes.tsv from `imgnet synsets build`, or one wnid per line.")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), help="Use a preset class list.")
-@click.option("--split", help="Split of every input (default: the folder name train/val/test).")
+@click.option("--split", help="Split of every input (default: the folder name train/val/test; otherwise train).")
 @click.option("--val-labels", type=click.Path(exists=True, dir_okay=False),
               help="Labels for flat folders (ILSVRC val): 'file,wnid' CSV/TSV, or one wnid or ILSVRC2012_ID per line.")
 @click.option("--val-id-map", type=click.Path(exists=True, dir_okay=False),
               help="ILSVRC2012_ID -> wnid for a devkit ground-truth file: the devkit's meta.mat (needs scipy), "
                    "or one wnid per line in ID order.")
-@workers_option
+@click.option("--follow-symlinks", is_flag=True,
+              help="Follow symlinks that lead outside the scanned folder (default: a rejected row, symlink_outside).")
+@chunk_rows_option
+@executor_options
 @quiet_option
 @json_option
-def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None, split: str | None,
-         val_labels: str | None, val_id_map: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
+def scan(src: tuple[str, ...], quiet: bool, as_json: bool, **options: object) -> None:
     """Index image folders (ImageFolder, ILSVRC val layout) or CSV/Parquet lists into DIR/manifest.parquet.
 
     \b
@@ -40,17 +45,13 @@ def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None
       imgnet scan list.csv --classes synsets/classes.tsv --out work/
 
     Every file gets a row; files that are empty, not images, unreadable, symlink loops or have
-    non-UTF-8 names are rejected rows with a reason. Re-runs keep keys and earlier verify results.
+    non-UTF-8 names are rejected rows with a reason. A folder or list that does not name its
+    split is train. Re-runs keep keys and earlier verify results; a killed scan resumes.
     """
     from imgnet_tools.images.scan import ScanParams
     from imgnet_tools.images.scan import scan as run_scan
 
-    if classes and preset:
-        raise click.UsageError("give --classes or --preset, not both.")
-    if val_id_map and not val_labels:
-        raise click.UsageError("--val-id-map only applies together with --val-labels.")
-    params = ScanParams(src=src, out=out, classes=classes, preset=preset, split=split,
-                        val_labels=val_labels, val_id_map=val_id_map, workers=workers)
+    params = ScanParams(src=src, **options)  # type: ignore[arg-type]
     with progress_bar("scan", None, quiet) as tick:
         result = run_scan(params, progress=tick)
     if as_json:
@@ -61,3 +62,6 @@ def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None
     echo_counts("splits", result.splits)
     echo_counts("status", result.status)
     echo_counts("reasons", result.reasons)
+    if result.split_defaulted:
+        note(f"{result.split_defaulted} files had no split (no train/val/test folder or split column): "
+             "they are train; pass --split to choose another.")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Rejected: the image cannot be used. Scan-time reasons first (set before any decode).
 REJECT_REASONS = (
-    "missing", "unreadable", "symlink_loop", "not_a_file", "non_utf8_name", "unknown_class",
+    "missing", "unreadable", "symlink_loop", "symlink_outside", "not_a_file", "non_utf8_name", "unknown_class",
     "empty", "not_an_image", "unsupported_format", "bad_header", "bomb", "truncated", "corrupt",
     "too_small", "too_large", "bad_aspect", "timeout", "crashed_decoder", "internal_error",
 )

@@ -3,15 +3,18 @@
 Layouts, per SRC argument:
 
 * a dataset root holding ``train/``, ``val/`` and/or ``test/``: each is a split folder;
-* a split folder (named train/val/test, or any name with ``--split``):
-  sub-folders are classes (ImageFolder: ``train/n01440764/x.JPEG``, nested folders allowed),
+* a split folder (named train/val/test, or any name with ``--split``; any other folder is ``train``
+  unless ``--split`` says otherwise): sub-folders are classes (ImageFolder: ``train/n01440764/x.JPEG``, nested folders allowed),
   files directly inside are unlabelled unless ``--val-labels`` names their class (the ILSVRC
   validation layout: a flat folder of ``ILSVRC2012_val_00000001.JPEG`` plus a ground-truth file);
 * a list file (``.csv``, ``.tsv`` or ``.parquet``) with columns ``path`` and ``label`` (class index)
-  or ``wnid`` (class name), and optionally ``split``; relative paths are relative to the list file.
+  or ``wnid`` (class name), and optionally ``split`` (``train`` where a row has none and ``--split``
+  is not given); relative paths are relative to the list file.
 
-Directory symlinks are followed; one that leads back into its own ancestry is reported as a
-``symlink_loop`` row instead of being walked forever.
+Candidates come as a stream (a 14M-row list is never held), each file once. Symlinks that stay
+inside the SRC folder are followed; one that leads back into its own ancestry is reported as a
+``symlink_loop`` row instead of being walked forever, and one that leads outside the SRC folder is
+a ``symlink_outside`` row, not followed, unless ``--follow-symlinks``.
 """
 
 from __future__ import annotations
@@ -20,50 +23,93 @@ import csv
 import os
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
 from imgnet_tools.errors import DependencyError, InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from imgnet_tools.manifest.hashset import HashSet64
+
 SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT = "train"
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One file found. ``path`` is absolute (lone surrogates stand for bytes of a non-UTF-8 name)."""
+    """One file found. ``path`` is absolute (lone surrogates stand for bytes of a non-UTF-8 name);
+    ``split_defaulted``: nothing said its split, so it is ``train``."""
 
     path: str
     split: str
     class_name: str | None = None
     label: int | None = None
     reason: str | None = None
+    split_defaulted: bool = False
 
 
 @dataclass(frozen=True)
 class Layout:
-    """How to read the inputs: ``split`` overrides folder names; ``val_labels`` labels flat folders."""
+    """How to read the inputs: ``split`` overrides folder names; ``val_labels`` labels flat folders;
+    ``follow_symlinks``: walk into and take files through symlinks that lead outside the SRC."""
 
     split: str | None = None
     val_labels: dict[str, str] | None = None
     exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
 
 
-def discover(srcs: tuple[str, ...], layout: Layout) -> list[Candidate]:
-    """Every candidate under ``srcs``, each file once (first SRC wins), in a deterministic order."""
-    found: dict[str, Candidate] = {}
-    for src in srcs:
-        for cand in _discover_one(Path(os.path.abspath(src)), layout):
-            found.setdefault(cand.path, cand)
-    return sorted(found.values(), key=lambda c: c.path)
+def discover(srcs: tuple[str, ...], layout: Layout) -> Iterator[Candidate]:
+    """Every candidate under ``srcs``, as a stream, each file once (first SRC wins), in a fixed order:
+    each SRC in turn, folders walked in name order, lists in their row order."""
+    from imgnet_tools.manifest.hashset import HashSet64
+
+    roots = [Path(os.path.abspath(src)) for src in srcs]
+    for root in roots:
+        _check_src(root)
+    seen = HashSet64() if len(roots) > 1 else None
+    for n, root in enumerate(roots):
+        earlier = [str(r) + os.sep for r in roots[:n] if r.is_dir()]
+        batch: list[Candidate] = []
+        for cand in _discover_one(root, layout):
+            if earlier and any(cand.path.startswith(e) for e in earlier):
+                continue  # inside an earlier SRC: found there already
+            if seen is None:
+                yield cand
+                continue
+            batch.append(cand)
+            if len(batch) >= 4096:
+                yield from _unseen(batch, seen)
+                batch = []
+        if seen is not None:
+            yield from _unseen(batch, seen)
+
+
+def _unseen(batch: list[Candidate], seen: "HashSet64") -> Iterator[Candidate]:
+    """The candidates of ``batch`` whose path no earlier SRC gave (list files may repeat folders)."""
+    from imgnet_tools.manifest.hashset import hash64
+
+    hashes = hash64(c.path for c in batch)
+    known = seen.contains_hashes(hashes)
+    first: set[int] = set()
+    for cand, value, dup in zip(batch, hashes.tolist(), known):
+        if not dup and value not in first:
+            first.add(value)
+            yield cand
+    seen.add_hashes(hashes)
+
+
+def _check_src(src: Path) -> None:
+    if not src.exists():
+        raise InputError(f"{src} does not exist; pass image folders or list files (.csv, .tsv, .parquet).")
+    if src.is_file() and src.suffix.lower() not in LIST_SUFFIXES:
+        raise InputError(f"{src} is a file but not a list (.csv, .tsv, .parquet); pass its folder instead.")
 
 
 def _discover_one(src: Path, layout: Layout) -> Iterator[Candidate]:
-    if not src.exists():
-        raise InputError(f"{src} does not exist; pass image folders or list files (.csv, .tsv, .parquet).")
     if src.is_file():
-        if src.suffix.lower() not in LIST_SUFFIXES:
-            raise InputError(f"{src} is a file but not a list (.csv, .tsv, .parquet); pass its folder instead.")
         yield from read_list(src, layout.split)
         return
     split_dirs = [src / s for s in SPLITS if (src / s).is_dir()]
@@ -72,29 +118,43 @@ def _discover_one(src: Path, layout: Layout) -> Iterator[Candidate]:
             yield from _split_folder(d, d.name, layout)
         return
     split = layout.split or (src.name if src.name in SPLITS else None)
-    if split is None:
-        raise InputError(
-            f"cannot tell the split of {src}: name the folder train/val/test, give a root holding them, or pass --split."
-        )
-    yield from _split_folder(src, split, layout)
+    yield from _split_folder(src, split or DEFAULT_SPLIT, layout, defaulted=split is None)
 
 
-def _split_folder(folder: Path, split: str, layout: Layout) -> Iterator[Candidate]:
+def _split_folder(folder: Path, split: str, layout: Layout, defaulted: bool = False) -> Iterator[Candidate]:
     """Class sub-folders (recursively) and flat files (labelled from ``val_labels`` if given)."""
+    root = os.path.realpath(folder)
     ancestry = {_dir_id(folder)}
     for entry in _entries(folder):
         if entry.path in layout.exclude:
             continue
-        if _is_dir(entry):
-            for path, reason in _walk(entry.path, ancestry, layout.exclude):
-                yield Candidate(path, split, class_name=entry.name, reason=reason)
+        outside = _leads_outside(entry, root, layout)
+        if outside:
+            yield Candidate(entry.path, split, class_name=entry.name if _is_dir(entry) else None,
+                            reason="symlink_outside", split_defaulted=defaulted)
+        elif _is_dir(entry):
+            for path, reason in _walk(entry.path, ancestry, layout, root):
+                yield Candidate(path, split, class_name=entry.name, reason=reason, split_defaulted=defaulted)
         else:
             labels = layout.val_labels
             cls = None if labels is None else val_class(labels, os.path.splitext(entry.name)[0])
-            yield Candidate(entry.path, split, class_name=cls)
+            yield Candidate(entry.path, split, class_name=cls, split_defaulted=defaulted)
 
 
-def _walk(folder: str, ancestry: set[tuple[int, int]], exclude: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
+def _leads_outside(entry: os.DirEntry[str], root: str, layout: Layout) -> bool:
+    """A symlink whose target is outside the SRC folder (not followed unless asked)."""
+    if layout.follow_symlinks:
+        return False
+    try:
+        if not entry.is_symlink():
+            return False
+        target = os.path.realpath(entry.path)
+    except (OSError, ValueError):
+        return False
+    return target != root and not target.startswith(root + os.sep)
+
+
+def _walk(folder: str, ancestry: set[tuple[int, int]], layout: Layout, root: str) -> Iterator[tuple[str, str | None]]:
     """Files under ``folder`` as (path, reason); a directory loop yields one ``symlink_loop`` row."""
     try:
         ident = _dir_id(Path(folder))
@@ -111,18 +171,25 @@ def _walk(folder: str, ancestry: set[tuple[int, int]], exclude: tuple[str, ...])
         yield folder, "unreadable"
         return
     for entry in entries:
-        if entry.path in exclude:
+        if entry.path in layout.exclude:
             continue
-        if _is_dir(entry):
-            yield from _walk(entry.path, inner, exclude)
+        if _leads_outside(entry, root, layout):
+            yield entry.path, "symlink_outside"
+        elif _is_dir(entry):
+            yield from _walk(entry.path, inner, layout, root)
         else:
             yield entry.path, None
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    """Directory entries sorted by name, leaving out imgnet's own ``.tmp-`` files."""
+    """Directory entries sorted by name, leaving out imgnet's own ``.tmp-`` files and work folders."""
     with os.scandir(folder) as it:
-        return sorted((e for e in it if not e.name.startswith(".tmp-")), key=lambda e: e.name)
+        return sorted((e for e in it if not _ours(e.name)), key=lambda e: e.name)
+
+
+def _ours(name: str) -> bool:
+    """imgnet's temporary files (``.tmp-*``) and stage work folders (``.NAME.STAGE-work``)."""
+    return name.startswith(".tmp-") or (name.startswith(".") and name.endswith("-work"))
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -137,38 +204,65 @@ def _dir_id(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def class_names(srcs: tuple[str, ...], layout: Layout) -> set[str]:
+    """Class names the inputs use, without walking every file: class sub-folders of each split
+    folder, the validation labels' classes, and a list's ``wnid`` column (read in chunks)."""
+    names: set[str] = set()
+    for src in (Path(os.path.abspath(s)) for s in srcs):
+        if src.is_file():
+            names.update(c.class_name for c in read_list(src, layout.split) if c.class_name)
+            continue
+        split_dirs = [src / s for s in SPLITS if (src / s).is_dir()] if layout.split is None else []
+        for folder in split_dirs or [src]:
+            names.update(e.name for e in _entries(folder) if _is_dir(e) and e.path not in layout.exclude)
+    if layout.val_labels:
+        names.update(v for k, v in layout.val_labels.items())
+    return names
+
+
 def read_list(path: Path, split: str | None) -> Iterator[Candidate]:
-    """Rows of a CSV/TSV/Parquet list: ``path`` plus ``label`` or ``wnid``, optional ``split``."""
-    rows = _list_rows(path)
+    """Rows of a CSV/TSV/Parquet list, streamed: ``path`` plus ``label`` or ``wnid``, optional
+    ``split`` (``train`` when neither the row nor ``--split`` says)."""
     base = path.parent
-    for lineno, row in enumerate(rows, start=2):
+    for lineno, row in enumerate(_list_rows(path), start=2):
         file = (row.get("path") or "").strip()
         if not file:
             raise InputError(f"{path}: row {lineno} has no path; lists need a 'path' column.")
         row_split = (row.get("split") or "").strip() or split
-        if not row_split:
-            raise InputError(f"{path}: row {lineno} has no split; add a 'split' column or pass --split.")
         full = os.path.abspath(os.path.join(base, file))
-        yield Candidate(full, row_split, class_name=_opt(row.get("wnid")), label=_label(path, lineno, row))
+        yield Candidate(full, row_split or DEFAULT_SPLIT, class_name=_opt(row.get("wnid")),
+                        label=_label(path, lineno, row), split_defaulted=not row_split)
 
 
-def _list_rows(path: Path) -> list[dict[str, str]]:
+def _list_rows(path: Path) -> Iterator[dict[str, str | None]]:
     if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:
-            raise InputError(f"cannot read list {path}: {exc}") from exc
-        return [{k: (None if v is None else str(v)) for k, v in r.items()} for r in table.to_pylist()]  # type: ignore[misc]
+        yield from _parquet_rows(path)
+        return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise InputError(f"{path}: the header must name a 'path' column (and 'label' or 'wnid').")
-            return list(reader)
+            yield from reader
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read list {path}: {exc}") from exc
+
+
+def _parquet_rows(path: Path) -> Iterator[dict[str, str | None]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+        if "path" not in reader.schema_arrow.names:
+            raise InputError(f"{path}: a list needs a 'path' column (and 'label' or 'wnid').")
+        wanted = [c for c in ("path", "label", "wnid", "split") if c in reader.schema_arrow.names]
+        for batch in reader.iter_batches(batch_size=65536, columns=wanted):
+            columns = [[None if v is None else str(v) for v in batch.column(c).to_pylist()] for c in wanted]
+            for values in zip(*columns):
+                yield dict(zip(wanted, values))
+    except (pa.ArrowException, OSError) as exc:
         raise InputError(f"cannot read list {path}: {exc}") from exc
 
 
@@ -177,7 +271,7 @@ def _opt(value: str | None) -> str | None:
     return value or None
 
 
-def _label(path: Path, lineno: int, row: dict[str, str]) -> int | None:
+def _label(path: Path, lineno: int, row: dict[str, str | None]) -> int | None:
     raw = _opt(row.get("label"))
     if raw is None:
         return None
