@@ -228,7 +228,7 @@ def test_ray_results_retries_deaths_and_errors(ray_session, tmp_path: Path) -> N
     store = DictStore()
     list(run_chunks(JOB, _chunks(12, 4), store, ExecutorParams(executor="ray", retries=1)))
     assert [x for i in range(3) for x in store.results[i][1]] == [2 * n if n != 7 else -7 for n in range(12)]
-    lost = [o for o in stream_tasks(hang_on_three, range(5), ExecutorParams(executor="ray", retries=0, task_timeout=2.0))
+    lost = [o for o in stream_tasks(hang_on_three, range(5), ExecutorParams(executor="ray", retries=0, task_timeout=15.0))
             if isinstance(o, Lost)]
     assert [(o.index, o.why) for o in lost] == [(3, "timeout")]
     assert ray_session.is_initialized()  # we did not start it, so we did not stop it

@@ -52,7 +52,9 @@ def connect(params: ExecutorParams) -> bool:
 
 
 class RayRunner:
-    """Tasks as Ray tasks (one CPU each), at most two per cluster CPU in flight."""
+    """Tasks as Ray tasks (one CPU each), at most two per cluster CPU in flight. A task's time limit
+    counts from when it was submitted (Ray does not say when it started), so it includes at most
+    one other task's time in the queue: limits are meant to be generous."""
 
     def __init__(self, params: ExecutorParams) -> None:
         self._started = connect(params)
