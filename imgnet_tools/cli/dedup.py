@@ -7,15 +7,16 @@ from pathlib import Path
 import click
 
 from imgnet_tools.cli.options import (
+    chunk_rows_option,
+    default,
     emit_json,
+    executor_options,
     json_option,
     note,
     progress_bar,
     quiet_option,
-    workers_option,
 )
 from imgnet_tools.dedup.run import (
-    DEFAULT_THRESHOLD,
     MAX_THRESHOLD,
     SCOPES,
     DedupParams,
@@ -26,19 +27,21 @@ from imgnet_tools.dedup.run import dedup as run_dedup
 
 @click.command("dedup")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--threshold", type=click.IntRange(0, MAX_THRESHOLD), default=DEFAULT_THRESHOLD, show_default=True,
+@click.option("--threshold", type=click.IntRange(0, MAX_THRESHOLD), default=default(DedupParams, "threshold"), show_default=True,
               help="Near duplicates: perceptual hashes at most this many bits apart (of 64). "
                    "8 measured pair precision 0.9999 and recall >= 0.996 for resized, recompressed and 3%-cropped copies.")
-@click.option("--scope", type=click.Choice(SCOPES), default="class", show_default=True,
+@click.option("--scope", type=click.Choice(SCOPES), default=default(DedupParams, "scope"), show_default=True,
               help="Keep one image per cluster and class and split (class), per cluster and split (split), "
                    "or per cluster (all). Cross-class and cross-split copies are reported in every scope.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the reports and dedup.json (default: the manifest's folder).")
-@workers_option
+@click.option("--decode-timeout", type=click.FloatRange(min=0.001), default=default(DedupParams, "decode_timeout"),
+              show_default=True, help="Seconds one image may take to hash; slower ones are rejected as timeout.")
+@chunk_rows_option
+@executor_options
 @json_option
 @quiet_option
-def dedup(manifest: Path, threshold: int, scope: str, out: Path | None, workers: int | None,
-          as_json: bool, quiet: bool) -> None:
+def dedup(manifest: Path, out: Path | None, as_json: bool, quiet: bool, **options: object) -> None:
     """Find exact (sha256) and near (perceptual hash) duplicates in MANIFEST and mark all but one
     of each as `duplicate`, with dup_of naming the kept row.
 
@@ -57,7 +60,7 @@ def dedup(manifest: Path, threshold: int, scope: str, out: Path | None, workers:
       imgnet dedup work/manifest.parquet
       imgnet dedup work/manifest.parquet --threshold 6 --scope split --json
     """
-    params = DedupParams(str(manifest), threshold, scope, workers, None if out is None else str(out))
+    params = DedupParams(manifest=str(manifest), out=None if out is None else str(out), **options)  # type: ignore[arg-type]
     with progress_bar("perceptual hashes", count_to_hash(params), quiet) as bar:
         result = run_dedup(params, progress=bar)
     if as_json:

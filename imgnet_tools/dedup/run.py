@@ -2,8 +2,10 @@
 
 What it does to ``manifest.parquet`` (rewritten atomically; source images are only read):
 
-* ``phash`` is filled for usable rows (status ok / fixable / fixed) that lack it, on every core;
-  rows hashed by an earlier run are not hashed again (resume).
+* ``phash`` is filled for usable rows (status ok / fixable / fixed) that lack it, on the chosen
+  executor, chunk by chunk (``execute.chunked``: committed as they return, so a killed run
+  resumes); rows hashed by an earlier run are not hashed again. A file that cannot be hashed is
+  ``rejected`` with a reason (a decoder crash or a decode past ``decode_timeout`` included).
 * Rows with the same ``sha256`` are exact duplicates; rows whose hashes are within ``threshold``
   bits are near duplicates (:mod:`imgnet_tools.dedup.search`, no all-pairs comparison). Linked
   rows form a cluster (``cluster_id``, numbered by the smallest key in the cluster).
@@ -19,25 +21,34 @@ What it does to ``manifest.parquet`` (rewritten atomically; source images are on
 * ``dedup.json`` (written last) records the parameters, counts and a fingerprint of the input,
   which :func:`outputs_complete` uses to tell whether a re-run would change anything.
 
+Memory: the search needs every hash at once, so the driver holds compact numpy columns, about 60
+bytes a row (:class:`_Columns`); keys are read only for the rows that end up in a cluster. The
+manifest itself is read and written chunk by chunk.
+
 Why the default threshold is 8: see :data:`DEFAULT_THRESHOLD`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.errors import InputError
-from imgnet_tools.execute.params import resolve_workers
+from imgnet_tools.errors import ImgnetError, InputError
+from imgnet_tools.execute.chunked import Chunk, ChunkJob, run_chunks
+from imgnet_tools.execute.params import ExecutorParams, resolve_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import pyarrow as pa
+
+    from imgnet_tools.manifest.parts import PartStore
 
 #: Hamming threshold (of 64 bits) under which two images are near duplicates. Chosen by the
 #: threshold study (``python -m benchmarks.dedup_threshold_study``: 1,000 generated photo-like
@@ -54,18 +65,27 @@ REPORT_COLUMNS = ("cluster_id", "split", "key", "label", "wnid", "path", "status
 SUMMARY_FILE = "dedup.json"
 CONFLICTS_FILE = "dedup_label_conflicts.parquet"
 LEAKAGE_FILE = "dedup_split_leakage.parquet"
-HASH_BATCH = 64
+DEFAULT_DECODE_TIMEOUT = 120.0
+TIMEOUT_GRACE = 30.0
+HASH_CHUNK_ROWS = 1024
+# What planning and the compact columns read of the manifest.
+PLAN_COLUMNS = ("path", "status", "reason", "issues", "pre_dedup_status", "phash", "sha256", "width", "height",
+                "label", "split")
 
 
 @dataclass(frozen=True)
 class DedupParams:
-    """Parameters of ``imgnet dedup`` (field names are the CLI option names)."""
+    """Parameters of ``imgnet dedup`` (field names are the CLI option names); every rule is checked here."""
 
     manifest: str
     threshold: int = DEFAULT_THRESHOLD
     scope: str = "class"
-    workers: int | None = None
     out: str | None = None
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT
+    chunk_rows: int | None = None
+    executor: str = "local"
+    address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= MAX_THRESHOLD:
@@ -73,8 +93,14 @@ class DedupParams:
                              f"the default {DEFAULT_THRESHOLD} was measured (see `imgnet dedup --help`).")
         if self.scope not in SCOPES:
             raise InputError(f"scope {self.scope!r} is not one of {', '.join(SCOPES)}.")
-        if self.workers is not None and self.workers < 1:
-            raise InputError(f"workers must be at least 1, got {self.workers}.")
+        if not self.decode_timeout > 0:
+            raise InputError(f"--decode-timeout must be positive, got {self.decode_timeout}.")
+        if self.chunk_rows is not None and self.chunk_rows < 1:
+            raise InputError(f"--chunk-rows must be at least 1, got {self.chunk_rows}.")
+        self.executor_params()
+
+    def executor_params(self) -> ExecutorParams:
+        return ExecutorParams(self.executor, self.address, self.workers)
 
     def out_dir(self) -> Path:
         """Where the reports go: ``out``, or the manifest's folder."""
@@ -112,348 +138,514 @@ class DedupResult:
         return asdict(self)
 
 
-def _restored(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(status, pre_dedup_status) with every change of an earlier dedup run undone."""
-    import numpy as np
+# --- the manifest's states, restored ----------------------------------------------------------------
 
-    status = np.asarray(table.column("status").to_pylist(), dtype=object)
-    if "pre_dedup_status" in table.column_names:
-        pre = np.asarray(table.column("pre_dedup_status").to_pylist(), dtype=object)
-        changed = pre != None
-        status[changed] = pre[changed]
-    return status, np.full(len(status), None, dtype=object)
+def _restored(table: "pa.Table") -> tuple["pa.Array", "pa.Array"]:
+    """(status, reason) of a chunk with every change of an earlier dedup run undone.
 
+    A row an earlier run changed has ``pre_dedup_status``: its status goes back to that; a row it
+    rejected (its perceptual hash had failed) also gets its reason back: none when it was ok, else
+    the first of verify's ``issues``. Duplicates kept their reason, so they need nothing.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-def _fingerprint(table: pa.Table, status: np.ndarray) -> str:
-    """Digest of what dedup depends on besides its own outputs: keys, paths, sizes, states."""
-    digest = hashlib.sha256()
-    parts = [table.column(c).to_pylist() for c in ("key", "path", "bytes", "mtime_ns") if c in table.column_names]
-    for row in zip(*parts, status.tolist()):
-        digest.update(repr(row).encode())
-    return digest.hexdigest()
-
-
-def _optional(table: pa.Table, name: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values with nulls as 0, present mask) of a numeric column that may be missing."""
-    import numpy as np
-
-    if name not in table.column_names:
-        return np.zeros(table.num_rows, dtype=dtype), np.zeros(table.num_rows, dtype=bool)
-    col = table.column(name)
-    present = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    values = np.asarray(col.fill_null(0).to_numpy(zero_copy_only=False)).astype(dtype)
-    return values, present
+    status = table.column("status").combine_chunks()
+    reason = table.column("reason").combine_chunks()
+    pre = table.column("pre_dedup_status").combine_chunks()
+    changed = pc.is_valid(pre)
+    if not pc.any(changed).as_py():
+        return status, reason
+    was_rejected = pc.indices_nonzero(pc.fill_null(pc.and_(changed, pc.equal(status, "rejected")), False))
+    if len(was_rejected):
+        befores = pre.take(was_rejected).to_pylist()
+        issues = table.column("issues").take(was_rejected).to_pylist()
+        earlier = [None if before == "ok" or not found else found[0] for before, found in zip(befores, issues)]
+        values = reason.to_pylist()
+        for i, value in zip(was_rejected.to_pylist(), earlier):
+            values[i] = value
+        reason = pa.array(values, pa.string())
+    return pc.coalesce(pre, status), reason
 
 
-def _strings(table: pa.Table, name: str) -> np.ndarray:
-    import numpy as np
+# --- pass 1: hashing ----------------------------------------------------------------------------------
 
-    if name not in table.column_names:
-        return np.full(table.num_rows, None, dtype=object)
-    return np.asarray(table.column(name).to_pylist(), dtype=object)
+# One row to hash: (offset in chunk, path, whether its sha256 is missing too)
+HashItem = tuple[int, str, bool]
 
+
+def _hash_plan(manifest: str, size: int, key: str, progress: Callable[[int], None] | None) -> Iterator[Chunk[HashItem]]:
+    """The manifest's chunks, each with its usable rows that have no perceptual hash yet."""
+    import pyarrow.compute as pc
+
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    for index, table in enumerate(iter_chunks(manifest, "manifest", size, columns=list(PLAN_COLUMNS))):
+        status, _ = _restored(table)
+        todo = pc.and_(pc.is_in(status, value_set=_candidates()), pc.is_null(table.column("phash")))
+        offsets = pc.indices_nonzero(pc.fill_null(todo, False))
+        paths = table.column("path").take(offsets).to_pylist()
+        shas = table.column("sha256").take(offsets).to_pylist()
+        offsets = offsets.to_pylist()
+        items = [(o, p, s is None) for o, p, s in zip(offsets, paths, shas)]
+        if progress is not None:
+            progress(0)
+        if items:
+            yield Chunk(index, items, f"{key}:{index}")
+
+
+@functools.lru_cache(maxsize=1)
+def _candidates() -> "pa.Array":
+    import pyarrow as pa
+
+    return pa.array(CANDIDATE_STATUSES)
+
+
+def hash_items(timeout: float, items: Sequence[HashItem]) -> "pa.Table":
+    """In a worker: hash one chunk's rows; per-file failures are rows with a reason."""
+    from imgnet_tools.images.phash import HashTask, hash_one_timed
+
+    rows = []
+    for offset, path, need_sha in items:
+        out = hash_one_timed(HashTask(path, need_sha), timeout)
+        rows.append((offset, out.phash, out.width, out.height, out.sha256, out.reason, out.detail))
+    return _hash_table(rows)
+
+
+def lost_hash(item: HashItem, why: str, detail: str) -> "pa.Table":
+    """A file whose hashing killed its worker twice, or ran out of time."""
+    return _hash_table([(item[0], None, None, None, None, "crashed_decoder" if why == "crashed" else "timeout",
+                         detail)])
+
+
+def join_hashes(parts: list["pa.Table"]) -> "pa.Table":
+    import pyarrow as pa
+
+    return pa.concat_tables(parts)
+
+
+def _hash_table(rows: list[tuple[Any, ...]]) -> "pa.Table":
+    import pyarrow as pa
+
+    names = ("offset", "phash", "width", "height", "sha256", "reason", "detail")
+    types = (pa.int32(), pa.int64(), pa.int64(), pa.int64(), pa.string(), pa.string(), pa.string())
+    columns: list[list[Any]] = [list(c) for c in zip(*rows)] if rows else [[] for _ in names]
+    return pa.table({n: pa.array(c, t) for n, c, t in zip(names, columns, types)})
+
+
+# --- pass 2: compact columns ------------------------------------------------------------------------
 
 @dataclass
-class _Rows:
-    """The manifest as numpy columns, and the dedup columns being filled."""
+class _Columns:
+    """What the search and the keep policy need of every row, as numpy arrays (about 60 bytes a row)."""
 
-    key: np.ndarray
-    path: np.ndarray
-    split: np.ndarray
-    status: np.ndarray
-    pre: np.ndarray
-    reason: np.ndarray
-    sha: np.ndarray
-    phash: np.ndarray
-    hashed: np.ndarray
-    area: np.ndarray
-    label: np.ndarray
-    cluster: np.ndarray
-    dup_of: np.ndarray
-    dup_kind: np.ndarray
-    dup_distance: np.ndarray
+    candidate: "np.ndarray"   # bool: usable and hashed
+    phash: "np.ndarray"       # int64
+    sha_hi: "np.ndarray"      # uint64: first 16 bytes of sha256 (a 128-bit prefix: no false pairs)
+    sha_lo: "np.ndarray"
+    has_sha: "np.ndarray"     # bool
+    area: "np.ndarray"        # int64, -1 unknown
+    label: "np.ndarray"       # int32, -1 none
+    split: "np.ndarray"       # int16 code into ``splits``
+    splits: list[str]
+    hashed_now: int = 0
+    failed_now: int = 0
+    reused: int = 0
 
 
-def _restore_reasons(table: pa.Table, reason: np.ndarray) -> None:
-    """Undo the reason an earlier run gave a row it rejected (its perceptual hash had failed).
-
-    Such a row was ok (no reason) or fixable/fixed (reason = the first of verify's ``issues``).
-    Duplicates kept their reason, so they need nothing.
-    """
-    if "pre_dedup_status" not in table.column_names:
-        return
-    pre = table.column("pre_dedup_status").to_pylist()
-    status = table.column("status").to_pylist()
-    issues: list[Any] = table.column("issues").to_pylist() if "issues" in table.column_names else [None] * len(pre)
-    for i, (before, now) in enumerate(zip(pre, status)):
-        if before is not None and now == "rejected":
-            found = issues[i] or []
-            reason[i] = found[0] if before != "ok" and found else None
-
-
-def _load(table: pa.Table) -> _Rows:
+def _load(manifest: str, size: int, store: "PartStore", rows: int) -> _Columns:
     import numpy as np
+    import pyarrow.compute as pc
 
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    cols = _Columns(np.zeros(rows, bool), np.zeros(rows, np.int64), np.zeros(rows, np.uint64),
+                    np.zeros(rows, np.uint64), np.zeros(rows, bool), np.full(rows, -1, np.int64),
+                    np.full(rows, -1, np.int32), np.zeros(rows, np.int16), [])
+    codes: dict[str, int] = {}
+    start = 0
+    for index, table in enumerate(iter_chunks(manifest, "manifest", size, columns=list(PLAN_COLUMNS))):
+        n = table.num_rows
+        merged = _merge_hashes(table, store.read(index))
+        end = start + n
+        status = merged["status"]
+        usable = np.asarray(pc.fill_null(pc.is_in(status, value_set=_candidates()), False))
+        had = np.asarray(pc.is_valid(table.column("phash")))
+        cols.reused += int((usable & had).sum())
+        cols.hashed_now += merged["hashed_now"]
+        cols.failed_now += merged["failed_now"]
+        phash = merged["phash"]
+        cols.candidate[start:end] = usable & np.asarray(pc.is_valid(phash))
+        cols.phash[start:end] = np.asarray(pc.fill_null(phash, 0))
+        _sha_prefix(merged["sha256"], cols, start)
+        width, height = (np.asarray(pc.fill_null(merged[c], -1)).astype(np.int64) for c in ("width", "height"))
+        cols.area[start:end] = np.where((width >= 0) & (height >= 0), width * height, -1)
+        cols.label[start:end] = np.asarray(pc.fill_null(table.column("label"), -1)).astype(np.int32)
+        for value in pc.unique(table.column("split")).to_pylist():
+            codes.setdefault(value, len(codes))
+        cols.split[start:end] = [codes[s] for s in table.column("split").to_pylist()] if n else []
+        start = end
+    cols.splits = sorted(codes, key=codes.__getitem__)
+    return cols
+
+
+def _merge_hashes(table: "pa.Table", hashed: "pa.Table | None") -> dict[str, Any]:
+    """A chunk's restored status and reason, phash, sha256 and size, with this run's hashes in."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    status, reason = _restored(table)
+    out: dict[str, Any] = {"status": status, "reason": reason, "phash": table.column("phash").combine_chunks(),
+                           "sha256": table.column("sha256").combine_chunks(),
+                           "width": table.column("width").combine_chunks().cast(pa.int64()),
+                           "height": table.column("height").combine_chunks().cast(pa.int64()),
+                           "pre": pa.nulls(table.num_rows, pa.string()), "detail": pa.nulls(table.num_rows, pa.string()),
+                           "hashed_now": 0, "failed_now": 0}
+    if hashed is None or not hashed.num_rows:
+        return out
     n = table.num_rows
-    status, pre = _restored(table)
-    phash, hashed = _optional(table, "phash", "int64")
-    width, has_w = _optional(table, "width", "int64")
-    height, has_h = _optional(table, "height", "int64")
-    label, has_label = _optional(table, "label", "int64")
-    label[~has_label] = -1
-    reason = _strings(table, "reason")
-    _restore_reasons(table, reason)
-    return _Rows(
-        key=_strings(table, "key"), path=_strings(table, "path"), split=_strings(table, "split"),
-        status=status, pre=pre, reason=reason, sha=_strings(table, "sha256"), phash=phash, hashed=hashed,
-        area=np.where(has_w & has_h, width * height, -1), label=label,
-        cluster=np.full(n, -1, dtype=np.int64), dup_of=np.full(n, None, dtype=object),
-        dup_kind=np.full(n, None, dtype=object), dup_distance=np.full(n, -1, dtype=np.int64),
-    )
+    offsets = hashed.column("offset").to_numpy()
+    ok = np.asarray(pc.is_valid(hashed.column("phash")))
+    take = np.arange(n, dtype=np.int64)
+    take[offsets] = n + np.arange(len(offsets))
+    index = pa.array(take)
+
+    def put(base: "pa.Array", values: "pa.Array") -> "pa.Array":
+        return pa.concat_arrays([base, values.cast(base.type)]).take(index)
+
+    failed = ~ok
+    failure_reason = pc.if_else(pa.array(failed), hashed.column("reason").combine_chunks(), pa.nulls(len(ok), pa.string()))
+    out["phash"] = put(out["phash"], hashed.column("phash").combine_chunks())
+    out["sha256"] = pc.coalesce(out["sha256"], put(pa.nulls(n, pa.string()), hashed.column("sha256").combine_chunks()))
+    for name in ("width", "height"):
+        out[name] = pc.coalesce(out[name], put(pa.nulls(n, pa.int64()), hashed.column(name).combine_chunks()))
+    rejected_at = put(pa.array(np.zeros(n, bool)), pa.array(failed))
+    out["pre"] = pc.if_else(rejected_at, status, out["pre"])
+    out["status"] = pc.if_else(rejected_at, pa.scalar("rejected"), status)
+    out["reason"] = pc.if_else(rejected_at, put(pa.nulls(n, pa.string()), failure_reason), reason)
+    out["detail"] = put(pa.nulls(n, pa.string()), pc.if_else(pa.array(failed), hashed.column("detail").combine_chunks(),
+                                                           pa.nulls(len(ok), pa.string())))
+    out["hashed_now"], out["failed_now"] = int(len(offsets)), int(failed.sum())
+    return out
 
 
-def _hash_missing(rows: _Rows, workers: int, progress: Callable[[int], None] | None) -> tuple[int, int]:
-    """Perceptual-hash usable rows without a hash; failures become rejected rows. Returns (done, failed)."""
+def _sha_prefix(sha: "pa.Array", cols: _Columns, start: int) -> None:
     import numpy as np
 
-    from imgnet_tools.execute.params import ExecutorParams
-    from imgnet_tools.execute.tasks import run_tasks
-    from imgnet_tools.images.phash import HashTask, hash_batch
-
-    usable = np.isin(rows.status, CANDIDATE_STATUSES)
-    todo = np.flatnonzero(usable & ~rows.hashed)
-    tasks = [HashTask(str(rows.path[i]), rows.sha[i] is None) for i in todo]
-    batches = [tasks[s:s + HASH_BATCH] for s in range(0, len(tasks), HASH_BATCH)]
-    failed = 0
-    pos = 0
-    for outcomes in run_tasks(hash_batch, batches, ExecutorParams(workers=min(workers, max(1, len(batches))))):
-        for out in outcomes:
-            i = todo[pos]
-            pos += 1
-            if out.phash is None:
-                rows.pre[i], rows.status[i], rows.reason[i] = rows.status[i], "rejected", out.reason
-                failed += 1
-                continue
-            rows.phash[i], rows.hashed[i] = out.phash, True
-            if out.sha256 is not None:
-                rows.sha[i] = out.sha256
-            if rows.area[i] < 0 and out.width is not None and out.height is not None:
-                rows.area[i] = out.width * out.height
-        if progress is not None:
-            progress(len(outcomes))
-    return len(todo), failed
+    values = sha.to_pylist()
+    raw = b"".join(bytes.fromhex(v[:32]) if v else bytes(16) for v in values)
+    both = np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64) if values else np.zeros((0, 2), np.uint64)
+    end = start + len(values)
+    cols.sha_hi[start:end], cols.sha_lo[start:end] = both[:, 0], both[:, 1]
+    cols.has_sha[start:end] = [v is not None for v in values]
 
 
-def _edges(rows: _Rows, cand: np.ndarray, threshold: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+# --- search and keep policy ---------------------------------------------------------------------------
+
+@dataclass
+class _Clusters:
+    """Search results for the clustered rows only (global row numbers ``rows``)."""
+
+    rows: "np.ndarray"
+    cluster: "np.ndarray"
+    keeper: "np.ndarray"      # global row number of the row each is a duplicate of, -1 for keepers
+    kind_exact: "np.ndarray"
+    distance: "np.ndarray"
+    keys: dict[int, str]
+    conflicts: "np.ndarray"   # global rows in label-conflict clusters
+    leakage: "np.ndarray"     # global rows in clusters spanning splits
+
+
+def _edges(cols: _Columns, cand: "np.ndarray", threshold: int, threads: int) -> tuple["np.ndarray", "np.ndarray"]:
     """Edges (indices into ``cand``) linking equal sha256, equal phash and near phash rows."""
     import numpy as np
 
     from imgnet_tools.dedup.search import near_pairs
 
     left, right = [], []
-    sha = rows.sha[cand]
-    has_sha = np.flatnonzero(sha != None)
-    if len(has_sha):
-        _, first, inv = np.unique(sha[has_sha].astype(str), return_index=True, return_inverse=True)
-        left.append(has_sha[first[inv]])
-        right.append(has_sha)
-    values, first, inv = np.unique(rows.phash[cand], return_index=True, return_inverse=True)
-    left.append(first[inv])
+    with_sha = np.flatnonzero(cols.has_sha[cand])
+    if len(with_sha):
+        hi, lo = cols.sha_hi[cand][with_sha], cols.sha_lo[cand][with_sha]
+        order = np.lexsort((lo, hi))
+        new_group = np.ones(len(order), dtype=bool)
+        new_group[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
+        first = order[np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))]
+        left.append(with_sha[first])
+        right.append(with_sha[order])
+    values, first_p, inv = np.unique(cols.phash[cand], return_index=True, return_inverse=True)
+    left.append(first_p[inv])
     right.append(np.arange(len(cand)))
     i, j = near_pairs(values, threshold, threads=threads)
-    left.append(first[i])
-    right.append(first[j])
+    left.append(first_p[i])
+    right.append(first_p[j])
     return np.concatenate(left), np.concatenate(right)
 
 
-def _cluster_ids(labels: np.ndarray, key_rank: np.ndarray) -> np.ndarray:
-    """Number components with two or more rows 0, 1, ... by their smallest key; others -1."""
+def _search(params: DedupParams, cols: _Columns, manifest: str, size: int) -> _Clusters:
     import numpy as np
 
-    sizes = np.bincount(labels, minlength=len(labels))
+    from imgnet_tools.dedup.search import components
+
+    cand = np.flatnonzero(cols.candidate)
+    left, right = _edges(cols, cand, params.threshold, params.n_workers())
+    comp = components(len(cand), left, right)
+    sizes = np.bincount(comp, minlength=len(cand))
+    inside = np.flatnonzero(sizes[comp] > 1)  # positions in cand of clustered rows
+    rows = cand[inside]
+    keys = _keys_of(manifest, size, rows)
+    key_rank = np.empty(len(rows), dtype=np.int64)
+    key_rank[np.argsort(np.asarray([keys[int(r)] for r in rows], dtype=object), kind="stable")] = np.arange(len(rows))
+    comp_in = comp[inside]
+    # clusters numbered 0, 1, ... by their smallest key
     order = np.argsort(key_rank, kind="stable")
-    comp_in_key_order = labels[order]
-    multi = sizes[comp_in_key_order] > 1
-    uniq, first_pos = np.unique(comp_in_key_order[multi], return_index=True)
-    ids = np.full(len(labels), -1, dtype=np.int64)
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.argsort(first_pos, kind="stable")] = np.arange(len(uniq))
-    lookup = np.full(len(labels), -1, dtype=np.int64)
-    lookup[uniq] = rank
-    ids[:] = lookup[labels]
-    return ids
+    uniq, first_pos = np.unique(comp_in[order], return_index=True)
+    number = np.empty(len(uniq), dtype=np.int64)
+    number[np.argsort(first_pos, kind="stable")] = np.arange(len(uniq))
+    cluster = number[np.searchsorted(uniq, comp_in)]
+    keeper, exact, distance = _keep(params.scope, cols, rows, cluster, key_rank)
+    split, label = cols.split[rows].astype(np.int64), cols.label[rows].astype(np.int64)
+    labelled = np.where(label >= 0, cluster, -1)
+    conflicts = rows[_cross_groups(labelled, label, split)]
+    leakage = rows[_cross_groups(cluster, split)]
+    return _Clusters(rows, cluster, keeper, exact, distance, keys, conflicts, leakage)
 
 
-def _mark_duplicates(rows: _Rows, cand: np.ndarray, cluster: np.ndarray, key_rank: np.ndarray,
-                     split_code: np.ndarray, scope: str) -> None:
-    """Apply the keep policy inside each keep group of each cluster."""
+def _keep(scope: str, cols: _Columns, rows: "np.ndarray", cluster: "np.ndarray", key_rank: "np.ndarray"
+          ) -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    """Per clustered row: the keeper's global row (-1 for keepers), exact copy?, bits to the keeper."""
     import numpy as np
 
-    inside = np.flatnonzero(cluster >= 0)
-    if len(inside) == 0:
-        return
-    split_part = split_code[inside] if scope in ("class", "split") else np.zeros(len(inside), dtype=np.int64)
-    label_part = rows.label[cand[inside]] if scope == "class" else np.zeros(len(inside), dtype=np.int64)
-    order = np.lexsort((key_rank[inside], -rows.area[cand[inside]], label_part, split_part, cluster[inside]))
-    idx = inside[order]
-    g_cluster, g_split, g_label = cluster[idx], split_part[order], label_part[order]
-    new_group = np.ones(len(idx), dtype=bool)
+    n = len(rows)
+    split_part = cols.split[rows].astype(np.int64) if scope in ("class", "split") else np.zeros(n, np.int64)
+    label_part = cols.label[rows].astype(np.int64) if scope == "class" else np.zeros(n, np.int64)
+    order = np.lexsort((key_rank, -cols.area[rows], label_part, split_part, cluster))
+    g_cluster, g_split, g_label = cluster[order], split_part[order], label_part[order]
+    new_group = np.ones(n, dtype=bool)
     new_group[1:] = (g_cluster[1:] != g_cluster[:-1]) | (g_split[1:] != g_split[:-1]) | (g_label[1:] != g_label[:-1])
-    keeper = idx[np.maximum.accumulate(np.where(new_group, np.arange(len(idx)), 0))]
-    dup = ~new_group
-    rows_dup, rows_keep = cand[idx[dup]], cand[keeper[dup]]
-    rows.pre[rows_dup] = rows.status[rows_dup]
-    rows.status[rows_dup] = "duplicate"
-    rows.dup_of[rows_dup] = rows.key[rows_keep]
-    same_bytes = (rows.sha[rows_dup] == rows.sha[rows_keep]) & (rows.sha[rows_dup] != None)
-    rows.dup_kind[rows_dup] = np.where(same_bytes, "exact", "near")
-    xor = rows.phash[rows_dup].view(np.uint64) ^ rows.phash[rows_keep].view(np.uint64)
-    rows.dup_distance[rows_dup] = np.bitwise_count(xor).astype(np.int64)
+    keeper_pos = order[np.maximum.accumulate(np.where(new_group, np.arange(n), 0))]
+    keeper = np.full(n, -1, dtype=np.int64)
+    dup = order[~new_group]
+    keeper[dup] = rows[keeper_pos[~new_group]]
+    me, him = rows[dup], keeper[dup]
+    exact = np.zeros(n, dtype=bool)
+    exact[dup] = cols.has_sha[me] & cols.has_sha[him] & (cols.sha_hi[me] == cols.sha_hi[him]) & (cols.sha_lo[me] == cols.sha_lo[him])
+    distance = np.zeros(n, dtype=np.int64)
+    distance[dup] = np.bitwise_count(cols.phash[me].view(np.uint64) ^ cols.phash[him].view(np.uint64))
+    return keeper, exact, distance
 
 
-def _cross_groups(cluster: np.ndarray, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def _cross_groups(cluster: "np.ndarray", a: "np.ndarray", b: "np.ndarray | None" = None) -> "np.ndarray":
     """Mask of clustered rows whose cluster (or cluster and ``b``) holds two or more values of ``a``."""
     import numpy as np
 
     inside = cluster >= 0
+    if not inside.any():
+        return inside
     group = cluster if b is None else cluster * (int(b.max(initial=0)) + 1) + b
     pairs = np.unique(np.stack([group[inside], a[inside]], axis=1), axis=0)
     g, counts = np.unique(pairs[:, 0], return_counts=True)
     return inside & np.isin(group, g[counts > 1])
 
 
-def _report(rows: _Rows, table_rows: np.ndarray, wnid: np.ndarray, path: Path, name: str) -> None:
-    """Write the member rows ``table_rows`` of a report, sorted by cluster then key."""
+def _keys_of(manifest: str, size: int, rows: "np.ndarray") -> dict[int, str]:
+    """The keys of just these global rows (one pass over the key column)."""
+    import numpy as np
+
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    wanted = np.sort(rows)
+    found: dict[int, str] = {}
+    start = 0
+    for table in iter_chunks(manifest, "manifest", max(size, 65536), columns=["key"]):
+        end = start + table.num_rows
+        lo, hi = np.searchsorted(wanted, [start, end])
+        if hi > lo:
+            picked = wanted[lo:hi]
+            keys = table.column("key").take(picked - start).to_pylist()
+            found.update(zip(picked.tolist(), keys))
+        start = end
+    return found
+
+
+# --- pass 3: the new manifest and the reports ---------------------------------------------------------
+
+def _write(params: DedupParams, size: int, store: "PartStore", clusters: _Clusters) -> tuple[int, int, int]:
+    """Write the manifest with the dedup columns; (duplicates, exact, near)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from imgnet_tools.manifest.stream import TableWriter, iter_chunks
+
+    order = np.argsort(clusters.rows)
+    rows, cluster = clusters.rows[order], clusters.cluster[order]
+    keeper, exact, distance = clusters.keeper[order], clusters.kind_exact[order], clusters.distance[order]
+    counts = [0, 0, 0]
+    start = 0
+    with TableWriter(params.manifest, "manifest") as writer:
+        for index, table in enumerate(iter_chunks(params.manifest, "manifest", size)):
+            n = table.num_rows
+            merged = _merge_hashes(table, store.read(index))
+            lo, hi = np.searchsorted(rows, [start, start + n])
+            at = rows[lo:hi] - start
+            c_id = np.full(n, -1, np.int64)
+            c_id[at] = cluster[lo:hi]
+            dup_at = at[keeper[lo:hi] >= 0]
+            dup_keeper = keeper[lo:hi][keeper[lo:hi] >= 0]
+            is_dup = np.zeros(n, bool)
+            is_dup[dup_at] = True
+            dup_of = np.full(n, None, object)
+            dup_of[dup_at] = [clusters.keys[int(k)] for k in dup_keeper]
+            kind = np.full(n, None, object)
+            kind[dup_at] = np.where(exact[lo:hi][keeper[lo:hi] >= 0], "exact", "near")
+            dist = np.full(n, -1, np.int64)
+            dist[dup_at] = distance[lo:hi][keeper[lo:hi] >= 0]
+            status = np.asarray(merged["status"].to_pylist(), dtype=object)
+            pre = np.asarray(merged["pre"].to_pylist(), dtype=object)
+            pre[is_dup] = status[is_dup]
+            status[is_dup] = "duplicate"
+            counts[0] += int(is_dup.sum())
+            counts[1] += int((kind == "exact").sum())
+            counts[2] += int((kind == "near").sum())
+            updates = {
+                "status": pa.array(status.tolist(), pa.string()), "reason": merged["reason"],
+                "sha256": merged["sha256"], "phash": merged["phash"], "width": merged["width"], "height": merged["height"],
+                "cluster_id": pa.array(c_id, pa.int64(), mask=c_id < 0),
+                "dup_of": pa.array(dup_of.tolist(), pa.string()), "dup_kind": pa.array(kind.tolist(), pa.string()),
+                "dup_distance": pa.array(np.maximum(dist, 0), pa.int32(), mask=dist < 0),
+                "pre_dedup_status": pa.array(pre.tolist(), pa.string()),
+            }
+            if merged["hashed_now"]:
+                updates["detail"] = pa.array([d if d is not None else old for d, old in
+                                              zip(merged["detail"].to_pylist(), table.column("detail").to_pylist())],
+                                             pa.string())
+            for name, array in updates.items():
+                table = table.set_column(table.column_names.index(name), name, array.cast(table.schema.field(name).type))
+            writer.write(table)
+            start += n
+    return counts[0], counts[1], counts[2]
+
+
+def _report(manifest: str, size: int, rows: "np.ndarray", path: Path, name: str) -> None:
+    """Write the member rows ``rows`` of a report (read back from the new manifest), by cluster then key."""
     import numpy as np
     import pyarrow as pa
 
     from imgnet_tools.manifest.parquet import write_table
+    from imgnet_tools.manifest.stream import iter_chunks
 
-    order = np.lexsort((rows.key[table_rows].astype(str), rows.cluster[table_rows]))
-    sel = table_rows[order]
-    data = {
-        "cluster_id": pa.array(rows.cluster[sel], pa.int64()),
-        "split": pa.array(rows.split[sel].tolist(), pa.string()),
-        "key": pa.array(rows.key[sel].tolist(), pa.string()),
-        "label": pa.array(np.where(rows.label[sel] >= 0, rows.label[sel], 0), pa.int32(), mask=rows.label[sel] < 0),
-        "wnid": pa.array(wnid[sel].tolist(), pa.string()),
-        "path": pa.array(rows.path[sel].tolist(), pa.string()),
-        "status": pa.array(rows.status[sel].tolist(), pa.string()),
-        "dup_of": pa.array(rows.dup_of[sel].tolist(), pa.string()),
-        "sha256": pa.array(rows.sha[sel].tolist(), pa.string()),
-        "phash": pa.array(rows.phash[sel], pa.int64()),
-    }
-    write_table(pa.table(data), path, name)
+    wanted = np.sort(rows)
+    pieces, start = [], 0
+    for table in iter_chunks(manifest, "manifest", max(size, 65536), columns=list(REPORT_COLUMNS)):
+        lo, hi = np.searchsorted(wanted, [start, start + table.num_rows])
+        if hi > lo:
+            pieces.append(table.take(pa.array(wanted[lo:hi] - start)))
+        start += table.num_rows
+    from imgnet_tools.manifest.parquet import arrow_schema
 
-
-def _updated_table(table: pa.Table, rows: _Rows) -> pa.Table:
-    """The manifest with the dedup columns (and restored/changed states) replaced or added."""
-    import numpy as np
-    import pyarrow as pa
-
-    clustered = rows.cluster >= 0
-    columns = {
-        "status": pa.array(rows.status.tolist(), pa.string()),
-        "reason": pa.array(rows.reason.tolist(), pa.string()),
-        "sha256": pa.array(rows.sha.tolist(), pa.string()),
-        "phash": pa.array(rows.phash, pa.int64(), mask=~rows.hashed),
-        "cluster_id": pa.array(rows.cluster, pa.int64(), mask=~clustered),
-        "dup_of": pa.array(rows.dup_of.tolist(), pa.string()),
-        "dup_kind": pa.array(rows.dup_kind.tolist(), pa.string()),
-        "dup_distance": pa.array(np.maximum(rows.dup_distance, 0), pa.int32(), mask=rows.dup_distance < 0),
-        "pre_dedup_status": pa.array(rows.pre.tolist(), pa.string()),
-    }
-    for name, array in columns.items():
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, array)
-        else:
-            table = table.append_column(name, array)
-    return table
+    picked = pa.concat_tables(pieces) if pieces else arrow_schema(name).empty_table()
+    if picked.num_rows:
+        picked = picked.sort_by([("cluster_id", "ascending"), ("key", "ascending")])
+    write_table(picked, path, name)
 
 
 def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) -> DedupResult:
     """Run the dedup stage on ``params.manifest``; ``progress(n)`` is called as n images are hashed."""
-    import numpy as np
-
-    from imgnet_tools.dedup.search import components
     from imgnet_tools.manifest.atomic import atomic_write_text
-    from imgnet_tools.manifest.parquet import read_table, write_table
+    from imgnet_tools.manifest.parts import digest, remove_work, work_folder
     from imgnet_tools.manifest.schemas import format_version, validate_json
+    from imgnet_tools.manifest.stream import chunk_rows_for, table_info
 
-    table = read_table(params.manifest, "manifest")
+    info = table_info(params.manifest, "manifest")
     out_dir = params.out_dir()
+    size = params.chunk_rows or chunk_rows_for(info.rows, hi=HASH_CHUNK_ROWS)
     result = DedupResult(str(Path(params.manifest).resolve()), str(out_dir.resolve()), params.threshold,
-                         params.scope, rows=table.num_rows)
-    rows = _load(table)
-    fingerprint = _fingerprint(table, rows.status)
-    result.reused = int((np.isin(rows.status, CANDIDATE_STATUSES) & rows.hashed).sum())
-    t0 = time.perf_counter()
-    result.hashed, result.hash_failed = _hash_missing(rows, params.n_workers(), progress)
-    result.hash_seconds = round(time.perf_counter() - t0, 3)
-
-    t0 = time.perf_counter()
-    cand = np.flatnonzero(np.isin(rows.status, CANDIDATE_STATUSES) & rows.hashed)
-    result.candidates = len(cand)
-    key_rank = np.argsort(np.argsort(rows.key[cand].astype(str), kind="stable"), kind="stable")
-    left, right = _edges(rows, cand, params.threshold, params.n_workers())
-    cluster = _cluster_ids(components(len(cand), left, right), key_rank)
-    rows.cluster[cand] = cluster
-    _, split_code = np.unique(rows.split[cand].astype(str), return_inverse=True)
-    _mark_duplicates(rows, cand, cluster, key_rank, split_code.astype(np.int64), params.scope)
-    result.search_seconds = round(time.perf_counter() - t0, 3)
-
-    labelled = np.where(rows.label[cand] >= 0, cluster, -1)
-    conflicts = cand[_cross_groups(labelled, rows.label[cand], split_code.astype(np.int64))]
-    leakage = cand[_cross_groups(cluster, split_code.astype(np.int64))]
-    result.clusters = len(np.unique(cluster[cluster >= 0]))
-    result.clustered_rows = int((cluster >= 0).sum())
-    result.duplicates = int((rows.status == "duplicate").sum())
-    result.exact_duplicates = int((rows.dup_kind == "exact").sum())
-    result.near_duplicates = int((rows.dup_kind == "near").sum())
-    result.label_conflict_clusters = len(np.unique(rows.cluster[conflicts]))
-    result.leakage_clusters = len(np.unique(rows.cluster[leakage]))
-
-    write_table(_updated_table(table, rows), params.manifest, "manifest")
-    wnid = _strings(table, "wnid")
-    _report(rows, conflicts, wnid, out_dir / CONFLICTS_FILE, "dedup_label_conflicts")
-    _report(rows, leakage, wnid, out_dir / LEAKAGE_FILE, "dedup_split_leakage")
+                         params.scope, rows=info.rows)
+    identity = {"stage": "dedup", "input": os.path.abspath(params.manifest), "file": info.identity, "chunk_rows": size}
+    job = ChunkJob(functools.partial(hash_items, params.decode_timeout), lost_hash, join_hashes)
+    try:
+        with work_folder(params.manifest, "dedup", identity) as store:
+            t0 = time.perf_counter()
+            for outcome in run_chunks(job, _hash_plan(params.manifest, size, digest(identity), None), store,
+                                      params.executor_params(), item_timeout=params.decode_timeout + TIMEOUT_GRACE):
+                if progress is not None:
+                    progress(len(outcome.chunk.items))
+            cols = _load(params.manifest, size, store, info.rows)
+            result.hashed, result.hash_failed, result.reused = cols.hashed_now, cols.failed_now, cols.reused
+            result.hash_seconds = round(time.perf_counter() - t0, 3)
+            t0 = time.perf_counter()
+            result.candidates = int(cols.candidate.sum())
+            clusters = _search(params, cols, params.manifest, size)
+            result.search_seconds = round(time.perf_counter() - t0, 3)
+            del cols
+            result.duplicates, result.exact_duplicates, result.near_duplicates = _write(params, size, store, clusters)
+    except OSError as exc:
+        raise ImgnetError(f"writing {params.manifest} failed: {exc.strerror or exc}; free space or fix the problem "
+                          "and run the same command again: the hashed chunks are kept.") from exc
+    remove_work(params.manifest, "dedup")
+    result.clusters = len(set(clusters.cluster.tolist()))
+    result.clustered_rows = len(clusters.rows)
+    result.label_conflict_clusters = len(set(_cluster_of(clusters, clusters.conflicts)))
+    result.leakage_clusters = len(set(_cluster_of(clusters, clusters.leakage)))
+    _report(params.manifest, size, clusters.conflicts, out_dir / CONFLICTS_FILE, "dedup_label_conflicts")
+    _report(params.manifest, size, clusters.leakage, out_dir / LEAKAGE_FILE, "dedup_split_leakage")
     result.reports = {"label_conflicts": str(out_dir / CONFLICTS_FILE), "split_leakage": str(out_dir / LEAKAGE_FILE)}
-    doc = {"format_version": format_version("dedup"), "params": asdict(params), "fingerprint": fingerprint,
-           "complete": result.hash_failed == 0, "result": result.to_dict()}
+    doc = {"format_version": format_version("dedup"), "params": asdict(params),
+           "fingerprint": fingerprint(params.manifest), "complete": result.hash_failed == 0, "result": result.to_dict()}
     validate_json(doc, "dedup", SUMMARY_FILE)
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(doc, indent=2) + "\n")
     return result
 
 
+def _cluster_of(clusters: _Clusters, rows: "np.ndarray") -> list[int]:
+    import numpy as np
+
+    position = np.searchsorted(np.sort(clusters.rows), rows)
+    by_row = clusters.cluster[np.argsort(clusters.rows)]
+    return by_row[position].tolist() if len(rows) else []
+
+
+def fingerprint(manifest: str) -> str:
+    """Digest of what dedup depends on besides its own outputs: keys, paths, sizes, restored states."""
+    import pyarrow as pa
+
+    from imgnet_tools.manifest.stream import iter_chunks, update_digest
+
+    digest = hashlib.sha256(b"imgnet dedup input v2\0")
+    wanted = ["key", "path", "bytes", "mtime_ns", "status", "reason", "issues", "pre_dedup_status"]
+    for table in iter_chunks(manifest, "manifest", 65536, columns=wanted):
+        status, _ = _restored(table)
+        update_digest(digest, pa.table({"key": table.column("key"), "path": table.column("path"),
+                                        "bytes": table.column("bytes"), "mtime_ns": table.column("mtime_ns"),
+                                        "status": status}))
+    return digest.hexdigest()
+
+
 def count_to_hash(params: DedupParams) -> int:
     """How many rows a run would perceptual-hash (usable rows without a phash): a progress total."""
-    import numpy as np
-    import pyarrow.parquet as pq
+    import pyarrow.compute as pc
 
-    from imgnet_tools.manifest.parquet import read_table
+    from imgnet_tools.manifest.stream import iter_chunks
 
-    present = set(pq.read_schema(params.manifest).names) if Path(params.manifest).is_file() else set()
-    wanted = [c for c in ("status", "pre_dedup_status", "phash") if c in present]
-    table = read_table(params.manifest, "manifest", columns=wanted or None)
-    status, _ = _restored(table)
-    _, hashed = _optional(table, "phash", "int64")
-    return int((np.isin(status, CANDIDATE_STATUSES) & ~hashed).sum())
+    total = 0
+    for table in iter_chunks(params.manifest, "manifest", 65536, columns=list(PLAN_COLUMNS)):
+        status, _ = _restored(table)
+        todo = pc.and_(pc.is_in(status, value_set=_candidates()), pc.is_null(table.column("phash")))
+        total += pc.sum(pc.cast(pc.fill_null(todo, False), "int64")).as_py() or 0
+    return total
 
 
 def outputs_complete(params: DedupParams) -> bool:
     """True when dedup ran with these parameters on this manifest and a re-run would change nothing."""
     from imgnet_tools.errors import SchemaError
-    from imgnet_tools.manifest.parquet import read_table
 
     summary = params.out_dir() / SUMMARY_FILE
     if not summary.is_file() or not Path(params.manifest).is_file():
         return False
     try:
         doc = json.loads(summary.read_text(encoding="utf-8"))
-        table = read_table(params.manifest, "manifest")
+        same = {k: doc.get("params", {}).get(k) for k in ("threshold", "scope")} == {"threshold": params.threshold,
+                                                                                     "scope": params.scope}
+        return bool(same and doc.get("complete") and doc.get("fingerprint") == fingerprint(params.manifest))
     except (ValueError, SchemaError):
         return False
-    same = {k: doc.get("params", {}).get(k) for k in ("threshold", "scope")} == {"threshold": params.threshold,
-                                                                                 "scope": params.scope}
-    status, _ = _restored(table)
-    return bool(same and doc.get("complete") and doc.get("fingerprint") == _fingerprint(table, status))

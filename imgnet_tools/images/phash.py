@@ -179,6 +179,26 @@ def hash_one(task: HashTask) -> HashOutcome:
         return HashOutcome(None, None, None, None, failure_reason(exc), f"{type(exc).__name__}: {exc}"[:300])
 
 
+def hash_one_timed(task: HashTask, timeout: float | None) -> HashOutcome:
+    """:func:`hash_one` within a time limit; a header size the manifest cannot hold is ``bad_header``.
+
+    Never raises for a bad file, whatever goes wrong (an unexpected error is ``internal_error``).
+    """
+    from imgnet_tools.execute.limits import TimeLimitExceeded, time_limit
+
+    try:
+        with time_limit(timeout):
+            out = hash_one(task)
+    except TimeLimitExceeded:
+        return HashOutcome(None, None, None, None, "timeout", f"hashing took longer than {timeout:g} s")
+    except Exception as exc:  # noqa: BLE001 - one file's bug is one row
+        return HashOutcome(None, None, None, None, "internal_error", f"{type(exc).__name__}: {exc}"[:300])
+    for side in (out.width, out.height):
+        if side is not None and not 0 <= side <= 2**31 - 1:
+            return HashOutcome(None, None, None, None, "bad_header", f"header size {out.width}x{out.height}")
+    return out
+
+
 def failure_reason(exc: BaseException) -> str:
     """The manifest reason code (schemas/manifest.schema.json ``reason_values``) for a failed hash."""
     from PIL import UnidentifiedImageError

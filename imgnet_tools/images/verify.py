@@ -29,8 +29,6 @@ import errno
 import functools
 import hashlib
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgnet_tools.errors import ImgnetError, InputError
 from imgnet_tools.execute.chunked import Chunk, ChunkJob, run_chunks
+from imgnet_tools.execute.limits import TimeLimitExceeded, time_limit
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.images.check import FIXABLE_REASONS, REASON_ORDER, Check, Policy, check_image
 from imgnet_tools.images.fix import DEFAULT_QUALITY, normalize_to_jpeg
@@ -297,27 +296,16 @@ def _rejected(reason: str, settings: Settings, detail: str | None = None) -> dic
             "verify_policy": _describe(settings.policy)}
 
 
-class _DecodeTimeout(Exception):
-    """Raised in a worker by SIGALRM when one file's decode runs past the time limit."""
-
-
-def _alarm(_signum: int, _frame: object) -> None:
-    raise _DecodeTimeout()
-
-
 def verify_file(path: str, fix_to: str | None, settings: Settings) -> dict[str, Any]:
     """Verify one file (and write its fixed copy when asked); the manifest columns it sets.
 
     Never raises for a bad file: every problem, expected or not, becomes a rejected row. A full
     disk (or a read-only one) while writing a fixed copy is a run-level error and is raised.
     """
-    timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if timed:
-        previous = signal.signal(signal.SIGALRM, _alarm)
-        signal.setitimer(signal.ITIMER_REAL, settings.decode_timeout)
     try:
-        return _verify_file(path, fix_to, settings)
-    except _DecodeTimeout:
+        with time_limit(settings.decode_timeout):
+            return _verify_file(path, fix_to, settings)
+    except TimeLimitExceeded:
         return _rejected("timeout", settings, f"decoding took longer than {settings.decode_timeout:g} s")
     except OSError as exc:
         if exc.errno in RUN_LEVEL_ERRNOS:
@@ -325,10 +313,6 @@ def verify_file(path: str, fix_to: str | None, settings: Settings) -> dict[str, 
         return _rejected("internal_error", settings, _describe_exc(exc))
     except Exception as exc:  # noqa: BLE001 - one file's bug is one row, never the run
         return _rejected("internal_error", settings, _describe_exc(exc))
-    finally:
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 def _describe_exc(exc: BaseException) -> str:
@@ -380,7 +364,7 @@ def _write_fixed(data: bytes, found: Check, target: str, quality: int) -> dict[s
     """Write the normalised copy atomically; the columns that now describe the copy."""
     try:
         jpeg = normalize_to_jpeg(data, found.orientation, quality)
-    except _DecodeTimeout:
+    except TimeLimitExceeded:
         raise
     except Exception as exc:  # noqa: BLE001 - a decoder that passed the check but fails here: reject the row
         return {"status": "rejected", "reason": "corrupt", "issues": [*found.issues, "corrupt"],
