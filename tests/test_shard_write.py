@@ -101,7 +101,8 @@ def test_python_tarfile_and_webdataset_read_back_every_sample(tmp_path: Path) ->
         src = source[meta["key"]]
         assert sample["jpg"] == Path(src["path"]).read_bytes()
         assert int(sample["cls"]) == src["label"] and meta["wnid"] == src["wnid"] and meta["sha256"] == src["sha256"]
-        assert (meta["width"], meta["height"], meta["path"]) == (src["width"], src["height"], src["source_path"])
+        # no absolute path of this machine in a published shard (these rows have no rel_path: the name)
+        assert (meta["width"], meta["height"], meta["path"]) == (src["width"], src["height"], Path(src["source_path"]).name)
         seen.append(sample["__key__"])
     assert seen == [r["key"] for r in manifest] and len(seen) == len(rows)
 
@@ -242,13 +243,20 @@ def test_global_manifest_is_the_concatenated_slices(tmp_path: Path) -> None:
     assert Counter(r["shard"] for r in whole) == Counter({s["file"]: s["samples"] for s in _dataset(out)["shards"]})
 
 
+def _selected(table: Any, keep_source_paths: bool = True) -> list[Any]:
+    from imgnet_tools.shards.plan import SAMPLE_FIELDS, SampleIn, select_chunk
+
+    picked, _ = select_chunk(table, keep_source_paths)
+    return [SampleIn(*(r[f] for f in SAMPLE_FIELDS)) for r in picked.to_pylist()]
+
+
 def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null() -> None:
-    """select_table: unsafe keys sanitized (Arrow's RE2 check agrees with sanitize_key), fixed rows
+    """select_chunk: unsafe keys sanitized (Arrow's RE2 check agrees with sanitize_key), fixed rows
     without mtime, skipped statuses counted, nulls kept, missing optional columns read as null."""
     import pyarrow as pa
 
     from imgnet_tools.shards.keys import sanitize_key
-    from imgnet_tools.shards.plan import SampleIn, select_table
+    from imgnet_tools.shards.plan import SampleIn, select_chunk
 
     rows = [
         {"key": "train-n1-a", "path": "/d/a.jpg", "source_path": "/s/a.jpg", "split": "train", "label": 3, "wnid": "n1",
@@ -263,8 +271,9 @@ def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null
          "width": 1, "height": 1, "sha256": "ee", "bytes": 3, "mtime_ns": 9, "status": "duplicate"},
     ]
     table = pa.table({c: [r[c] for r in rows] for c in rows[0]})
-    samples, skipped, fingerprint = select_table(table)
+    _, skipped = select_chunk(table)
     assert skipped == {"rejected": 1, "duplicate": 1}
+    samples = _selected(table)
     assert samples == [
         SampleIn("train-n1-a", "train-n1-a", "/d/a.jpg", "/s/a.jpg", "train", 3, "n1", 5, 4, "aa", 10, 7),
         SampleIn(sanitize_key("x/../y z.é"), "x/../y z.é", "/d/b.jpg", "/d/b.jpg", "val", None, None, None, None, None,
@@ -272,28 +281,28 @@ def test_selection_sanitizes_keys_counts_skips_and_reads_missing_columns_as_null
         SampleIn(sanitize_key("k" * 81), "k" * 81, "/d/c.jpg", "/s/c.jpg", "train", 0, "n0", 1, 1, "cc", 3, 9),
     ]
     assert samples[1].key != rows[1]["key"] and len(samples[2].key) <= 80
-    without, _, _ = select_table(table.drop_columns(["mtime_ns", "source_path"]))  # optional columns a manifest may lack
+    without = _selected(table.drop_columns(["mtime_ns", "source_path"]))  # optional columns a manifest may lack
     assert without == [s._replace(mtime_ns=None, source_path=s.path) for s in samples]
-    twice = pa.concat_tables([table, table])
-    with pytest.raises(InputError, match="repeated keys"):
-        select_table(twice)
+    published = _selected(table.append_column("rel_path", pa.array(["train/n1/a.jpg", None, None, None, None])), False)
+    assert [s.source_path for s in published] == ["train/n1/a.jpg", "b.jpg", "c.jpg"]  # never the absolute path
 
 
-def test_selection_fingerprint_ignores_row_order_and_sees_every_value() -> None:
+def test_selection_refuses_repeated_keys_and_fingerprint_ignores_row_order(tmp_path: Path) -> None:
     """The fingerprint hashes Arrow buffers: the same rows in another order give the same value;
     any change to a selected value gives another, including null vs empty, bytes moved between
     neighbouring strings, and a different mtime; rows that are not selected do not count."""
-    import pyarrow as pa
+    from imgnet_tools.shards.plan import select_manifest
 
-    from imgnet_tools.shards.plan import select_table
-
-    rows = [{"key": f"k{i}", "path": f"/d/{i}.jpg", "source_path": None, "split": "train", "label": i % 3,
+    rows = [{"key": f"k{i}", "path": f"/d/{i}.jpg", "source_path": f"/s/{i}.jpg", "split": "train", "label": i % 3,
              "wnid": "n1", "width": 5, "height": 4, "sha256": f"{i:02x}", "bytes": 10 + i, "mtime_ns": 7,
              "status": "ok"} for i in range(6)]
     rows.append({**rows[0], "key": "gone", "status": "rejected"})
+    written = iter(range(1000))
 
     def fingerprint(rows: list[dict[str, Any]]) -> str:
-        return select_table(pa.table({c: [r[c] for r in rows] for c in rows[0]})).fingerprint
+        n = next(written)
+        manifest = write_manifest(rows, tmp_path / f"m{n}.parquet")
+        return select_manifest(str(manifest), tmp_path / f"s{n}.arrow", seed=0, chunk_rows=2).fingerprint
 
     base = fingerprint(rows)
     assert fingerprint(rows[::-1]) == base and fingerprint(rows[:-1]) == base
@@ -308,20 +317,31 @@ def test_selection_fingerprint_ignores_row_order_and_sees_every_value() -> None:
     ]
     fingerprints = [fingerprint(variant) for variant in changed]
     assert base not in fingerprints and len(set(fingerprints)) == len(changed)
+    with pytest.raises(InputError, match="repeated keys"):
+        fingerprint(rows + [rows[2]])
 
 
-def test_a_pickled_plan_comes_back_equal_with_named_samples() -> None:
-    """Plans travel to workers pickled with plain tuples and come back as SampleIn."""
+def test_plans_travel_as_row_numbers_and_workers_read_their_samples(tmp_path: Path) -> None:
+    """A task pickles its samples as row numbers of the selection file (8 bytes a sample)."""
     import pickle
 
-    from imgnet_tools.shards.plan import SampleIn, ShardPlan
+    import numpy as np
 
-    samples = (SampleIn("k", "k", "/p", "/p", "train", 1, "n1", 2, 3, "aa", 4, 5),
-               SampleIn("k2", "k 2", "/q", "/s", "val", None, None, None, None, None, None, None))
-    plan = ShardPlan("train", 3, "train-000003", samples)
-    back = pickle.loads(pickle.dumps(plan))
-    assert back == plan and all(type(s) is SampleIn for s in back.samples)
-    assert back.samples[1].source_key == "k 2" and back.fingerprint(None) == plan.fingerprint(None)
+    from imgnet_tools.shards.plan import SampleIn, ShardPlan, read_samples, select_manifest
+    from imgnet_tools.shards.transform import TransformParams
+    from imgnet_tools.shards.worker import ShardTask
+
+    for i in range(5):
+        (tmp_path / f"{i}.jpg").write_bytes(jpeg_bytes(4, 4, i))
+    rows = [row_for(tmp_path / f"{i}.jpg", f"k{i}", "train", i, "n1", 4, 4) for i in range(5)]
+    selection = select_manifest(str(write_manifest(rows, tmp_path / "m.parquet")), tmp_path / "s.arrow", seed=0)
+    task = ShardTask(str(tmp_path), ShardPlan("train", 0, "train-000000", np.array([3, 1])), TransformParams(),
+                     selection.path)
+    back = pickle.loads(pickle.dumps(task))
+    assert len(pickle.dumps(task)) < 1000
+    samples = back.samples()
+    assert all(type(s) is SampleIn for s in samples) and [s.key for s in samples] == ["k3", "k1"]
+    assert samples == read_samples(selection.path, [3, 1]) and back.fingerprint() == task.fingerprint()
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:

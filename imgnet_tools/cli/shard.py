@@ -4,35 +4,55 @@ from __future__ import annotations
 
 import click
 
-from imgnet_tools.cli.options import json_option, note, overwrite_option, progress_bar, quiet_option, workers_option
+from typing import Any
+
+from imgnet_tools.cli.options import (
+    default,
+    emit_json,
+    executor_options,
+    json_option,
+    note,
+    overwrite_option,
+    progress_bar,
+    quiet_option,
+    workers_option,
+)
+
+
+def _d(name: str) -> object:
+    from imgnet_tools.shards.write import ShardParams
+
+    return default(ShardParams, name)
 
 
 @click.command("shard")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output shard directory.")
-@click.option("--size", default=1000, show_default=True, type=click.IntRange(min=1), help="Most samples per shard (shards differ by at most one).")
+@click.option("--size", default=_d("size"), show_default=True, type=click.IntRange(min=1),
+              help="Most samples per shard (shards differ by at most one).")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None, help="Also cap each shard's size in bytes.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the shuffle.")
-@click.option("--shuffle/--no-shuffle", default=True, show_default=True, help="Seeded shuffle, or keep manifest order.")
+@click.option("--seed", default=_d("seed"), show_default=True, type=int, help="Seed of the shuffle.")
+@click.option("--shuffle/--no-shuffle", default=_d("shuffle"), show_default=True, help="Seeded shuffle, or keep manifest order.")
 @click.option("--resize-short", type=click.IntRange(min=1), default=None, help="Shrink so the short side is at most N pixels.")
 @click.option("--max-side", type=click.IntRange(min=1), default=None, help="Shrink so the long side is at most N pixels.")
-@click.option("--quality", default=90, show_default=True, type=click.IntRange(1, 100), help="JPEG quality when re-encoding.")
-@click.option("--prefix", default="{split}", show_default=True, help="Shard name prefix; {split} is the split name.")
+@click.option("--quality", default=_d("quality"), show_default=True, type=click.IntRange(1, 100), help="JPEG quality when re-encoding.")
+@click.option("--prefix", default=_d("prefix"), show_default=True, help="Shard name prefix; {split} is the split name.")
 @click.option("--words", type=click.Path(exists=True, dir_okay=False), default=None, help="ImageNet words.txt for class names in dataset.json.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Local process pool or a Ray cluster.")
-@click.option("--address", default=None, help="Ray cluster address (auto: a running local Ray, or a new one).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: every core; twice that in copy mode, which waits on the disk).")
+@click.option("--keep-source-paths", is_flag=True,
+              help="Record each sample's absolute source path in KEY.json and the shard manifest (default: the path "
+                   "relative to where it was scanned, so published shards do not reveal this machine's folders).")
+@click.option("--decode-timeout", type=click.FloatRange(min=0.001), default=_d("decode_timeout"), show_default=True,
+              help="Seconds one image may take to decode when resizing; slower ones are left out (reason timeout).")
+@executor_options
 @overwrite_option
 @json_option
 @quiet_option
-def shard(manifest: str, out: str, size: int, max_bytes: int | None, seed: int, shuffle: bool, resize_short: int | None,
-          max_side: int | None, quality: int, prefix: str, words: str | None, executor: str, address: str | None,
-          workers: int | None, overwrite: bool, as_json: bool, quiet: bool) -> None:
+def shard(manifest: str, as_json: bool, quiet: bool, **options: Any) -> None:
     """Write webdataset tar shards, DALI indexes and Parquet manifests from MANIFEST.
 
-    Takes rows with status ok or fixed; the same manifest and options give byte-identical shards.
-    A re-run resumes; different options on an existing --out need --overwrite.
+    Takes rows with status ok or fixed; the same manifest and options give byte-identical shards
+    on either executor. A re-run resumes; different options on an existing --out need --overwrite.
+    Copy mode (no --resize-short/--max-side) runs twice as many workers as cores by default.
 
     \b
     Example:
@@ -41,18 +61,10 @@ def shard(manifest: str, out: str, size: int, max_bytes: int | None, seed: int, 
     from imgnet_tools.shards.write import ShardParams, count_selected
     from imgnet_tools.shards.write import shard as run_shard
 
-    if address is not None and executor != "ray":
-        raise click.BadParameter("--address needs --executor ray", param_hint="--address")
-    if set("{}") & set(prefix.replace("{split}", "")):
-        raise click.BadParameter("only {split} may appear in braces", param_hint="--prefix")
-    params = ShardParams(manifest=manifest, out=out, size=size, max_bytes=max_bytes, seed=seed, shuffle=shuffle,
-                         resize_short=resize_short, max_side=max_side, quality=quality, prefix=prefix, words=words,
-                         executor=executor, address=address, workers=workers, overwrite=overwrite)
+    params = ShardParams(manifest=manifest, **options)
     with progress_bar("Sharding", count_selected(manifest), quiet) as update:
         result = run_shard(params, progress=update)
     if as_json:
-        from imgnet_tools.cli.options import emit_json
-
         emit_json(result.to_dict())
         return
     skipped = ", ".join(f"{n} {status}" for status, n in result.skipped.items()) or "none"

@@ -14,7 +14,9 @@ one item gets when its worker keeps dying, and how single-item results join back
 * when a chunk's worker dies (or the chunk runs past its time limit) more often than the
   retries allow, runs each of its items alone; an item that is lost alone too gets
   ``job.lost(item, why, detail)``, e.g. a row rejected as ``crashed_decoder`` or ``timeout``.
-  One file that kills its decoder costs one row, never the run.
+  One file that kills its decoder costs one row, never the run. A stage whose chunk result is
+  one whole (a shard's tar) instead gives ``job.probe``, run on each item alone to find the ones
+  that kill workers, and ``job.without``, the chunk again without them; that is run once more.
 
 Outcomes are yielded as they happen (for progress); stages read the committed results back in
 chunk order when they assemble their output.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from imgnet_tools.execute.params import ExecutorParams
-from imgnet_tools.execute.tasks import Done, Lost, TaskRun, Warm
+from imgnet_tools.execute.tasks import Done, Lost, TaskRun, Warm, WorkerLostError
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -58,15 +60,27 @@ class Store(Protocol[R]):  # type: ignore[misc]
 class ChunkJob(Generic[P, R]):
     """What a stage does with its chunks.
 
-    ``work(items) -> result``: runs in a worker (a module-level function, so it pickles by name);
-    per-item problems are part of the result, never exceptions. ``lost(item, why, detail)``: the
-    result for one item alone that was lost (``why``: ``crashed`` or ``timeout``), made in the
-    driver. ``join(results)``: one chunk's result from its single-item results, in item order.
+    ``work(items) -> result``: runs in a worker (a module-level function or a ``functools.partial``
+    of one, so it pickles by name); per-item problems are part of the result, never exceptions.
+    Then, for chunks whose worker keeps dying, either (row stages)
+    ``lost(item, why, detail)``: the result for one item alone that was lost (``why``: ``crashed``
+    or ``timeout``), made in the driver, and ``join(results)``: one chunk's result from its
+    single-item results, in item order; or (whole-chunk stages) ``probe(item)``: run in a worker on
+    one item alone (its return value is not used), and ``without(chunk, lost)``: the chunk's items
+    again, leaving out ``lost`` (``(position, why, detail)`` of the items whose probe was lost).
     """
 
     work: Callable[[Sequence[P]], R]
-    lost: Callable[[P, str, str], R]
-    join: Callable[[list[R]], R]
+    lost: Callable[[P, str, str], R] | None = None
+    join: Callable[[list[R]], R] | None = None
+    probe: Callable[[P], object] | None = None
+    without: "Callable[[Chunk[P], list[tuple[int, str, str]]], Sequence[P]] | None" = None
+
+    def __post_init__(self) -> None:
+        rows = self.lost is not None and self.join is not None
+        whole = self.probe is not None and self.without is not None
+        if rows == whole:
+            raise ValueError("a ChunkJob needs either lost and join (row stages) or probe and without (whole chunks)")
 
 
 @dataclass(frozen=True)
@@ -80,18 +94,28 @@ class Outcome(Generic[P, R]):
     split: bool = False
 
 
-class _Pieces(Generic[R]):
-    """Single-item results of a split chunk, filled as they come."""
+class _Pieces:
+    """Single-item outcomes of a split chunk, filled as they come."""
 
     def __init__(self, n: int) -> None:
-        self.results: list[R | None] = [None] * n
+        self.results: list[Any] = [None] * n
         self.missing = n
 
-    def put(self, position: int, result: R) -> bool:
+    def put(self, position: int, result: Any) -> bool:
         """Store one piece; True when the chunk is complete."""
         self.results[position] = result
         self.missing -= 1
         return self.missing == 0
+
+
+def _dispatch(call: tuple[Callable[[Any], Any], Any]) -> Any:
+    """What a worker runs: ``fn(arg)`` (chunks and single-item probes share one task stream)."""
+    fn, arg = call
+    return fn(arg)
+
+
+def _module(fn: Callable[..., Any]) -> str | None:
+    return getattr(getattr(fn, "func", fn), "__module__", None)
 
 
 def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
@@ -103,11 +127,11 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
     ``n`` items gets ``n`` times that; None: ``params.task_timeout`` for the whole chunk).
     """
     reused: collections.deque[Outcome[P, R]] = collections.deque()
-    waiting: dict[int, Chunk[P]] = {}
+    waiting: dict[int, Chunk[P]] = {}  # task index -> chunk (first runs and reruns without lost items)
     pieces: dict[int, tuple[Chunk[P], int]] = {}
-    split: dict[int, _Pieces[R]] = {}
+    split: dict[int, _Pieces] = {}
 
-    def source() -> Iterator[Sequence[P]]:
+    def source() -> Iterator[tuple[Callable[[Any], Any], Any]]:
         position = 0
         for chunk in chunks:
             found = store.load(chunk)
@@ -116,48 +140,65 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
                 continue
             waiting[position] = chunk
             position += 1
-            yield chunk.items
+            yield job.work, chunk.items
 
-    timeout = (lambda items: item_timeout * max(1, len(items))) if item_timeout else None
-    run: TaskRun[Sequence[P], R] = TaskRun(job.work, source(), params, warm, timeout=timeout)
+    def timeout(call: tuple[Callable[[Any], Any], Any]) -> float | None:
+        assert item_timeout is not None
+        return item_timeout * (max(1, len(call[1])) if call[0] is job.work else 1)
+
+    run: TaskRun[Any, Any] = TaskRun(_dispatch, source(), params, warm, timeout=timeout if item_timeout else None,
+                                     preload=_module(job.work))
 
     def finish(chunk: Chunk[P], result: R, was_split: bool) -> Outcome[P, R]:
         store.commit(chunk, result)
         return Outcome(chunk, result, split=was_split)
 
-    def piece_done(index: int, result: R) -> Outcome[P, R] | None:
+    def split_up(chunk: Chunk[P]) -> None:
+        split[chunk.index] = _Pieces(len(chunk.items))
+        for position in range(len(chunk.items)):
+            piece = (job.probe, chunk.items[position]) if job.probe else (job.work, [chunk.items[position]])
+            pieces[run.add(piece)] = (chunk, position)
+
+    def piece_done(index: int, outcome: Done[Any] | Lost) -> Outcome[P, R] | None:
         chunk, position = pieces.pop(index)
-        if split[chunk.index].put(position, result):
-            parts = split.pop(chunk.index).results
-            return finish(chunk, job.join([r for r in parts if r is not None]), True)
-        return None
+        if job.probe is not None:
+            result: Any = None if isinstance(outcome, Done) else (position, outcome.why, outcome.detail)
+        elif isinstance(outcome, Done):
+            result = outcome.value
+        else:
+            assert job.lost is not None
+            result = job.lost(chunk.items[position], outcome.why, outcome.detail)
+        if not split[chunk.index].put(position, result):
+            return None
+        parts = split.pop(chunk.index).results
+        if job.without is not None:
+            again = job.without(chunk, [p for p in parts if p is not None])
+            waiting[run.add((job.work, again))] = Chunk(chunk.index, again, chunk.key)
+            return None
+        assert job.join is not None
+        return finish(chunk, job.join(parts), True)
 
     for outcome in run:
         while reused:
             yield reused.popleft()
-        done: Outcome[P, R] | None
-        if outcome.index < 0:  # one item of a split chunk
-            item = outcome if isinstance(outcome, Done) else None
-            chunk, position = pieces[outcome.index]
-            result = item.value if item is not None else job.lost(chunk.items[position], *_why(outcome))
-            done = piece_done(outcome.index, result)
+        done: Outcome[P, R] | None = None
+        if outcome.index in pieces:
+            done = piece_done(outcome.index, outcome)
         elif isinstance(outcome, Done):
-            done = finish(waiting.pop(outcome.index), outcome.value, False)
+            chunk = waiting.pop(outcome.index)
+            done = finish(chunk, outcome.value, outcome.index < 0)
         else:
             chunk = waiting.pop(outcome.index)
-            if len(chunk.items) == 1:
-                done = finish(chunk, job.join([job.lost(chunk.items[0], *_why(outcome))]), True)
+            if outcome.index < 0:  # a rerun without the items that crash alone was lost again
+                raise WorkerLostError(
+                    f"chunk {chunk.index} keeps killing its worker ({outcome.detail}) even without the items that "
+                    "crash on their own; check memory and system logs (dmesg), then run again: finished work is kept.")
+            if job.join is not None and len(chunk.items) == 1:
+                assert job.lost is not None
+                done = finish(chunk, job.join([job.lost(chunk.items[0], outcome.why, outcome.detail)]), True)
             else:
-                split[chunk.index] = _Pieces(len(chunk.items))
-                for position, piece in enumerate(chunk.items):
-                    pieces[run.add([piece])] = (chunk, position)
-                done = None
+                split_up(chunk)
         if done is not None:
             yield done
     while reused:
         yield reused.popleft()
-
-
-def _why(outcome: Done[Any] | Lost) -> tuple[str, str]:
-    assert isinstance(outcome, Lost)
-    return outcome.why, outcome.detail

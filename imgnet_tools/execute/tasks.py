@@ -114,8 +114,10 @@ class TaskRun(Generic[T, R]):
     :meth:`add` returned."""
 
     def __init__(self, fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
-                 warm: Warm | None = None, timeout: Callable[[T], float | None] | None = None) -> None:
+                 warm: Warm | None = None, timeout: Callable[[T], float | None] | None = None,
+                 preload: str | None = None) -> None:
         self._fn, self._params, self._warm = fn, params, warm
+        self._preload = preload or getattr(getattr(fn, "func", fn), "__module__", None)
         self._timeout = timeout or params.task_timeout
         self._it = enumerate(items)
         self._exhausted = False
@@ -150,7 +152,7 @@ class TaskRun(Generic[T, R]):
         if self._params.inline:
             yield from self._inline()
             return
-        runner, close = _runner(self._fn, self._params, self._warm)
+        runner, close = _runner(self._preload, self._params, self._warm)
         try:
             for outcome in runner.run(self._fn, self._next, self._timeout):
                 if isinstance(outcome, Finished):
@@ -179,15 +181,15 @@ class TaskRun(Generic[T, R]):
         self._tries.pop(index, None)
 
 
-def _runner(fn: Callable[..., Any], params: ExecutorParams, warm: Warm | None) -> tuple[Any, Callable[[], None]]:
-    """The pool or Ray runner, and how to close it."""
+def _runner(preload: str | None, params: ExecutorParams, warm: Warm | None) -> tuple[Any, Callable[[], None]]:
+    """The pool or Ray runner, and how to close it (``preload``: the module the tasks' function is in)."""
     if params.executor == "ray":
         from imgnet_tools.execute.ray_executor import RayRunner
 
         ray_runner = RayRunner(params)
         return ray_runner, ray_runner.close
     pool = warm.take(params.n_workers()) if warm is not None else None
-    pool = pool or Pool(params.n_workers(), preload=getattr(getattr(fn, "func", fn), "__module__", None))
+    pool = pool or Pool(params.n_workers(), preload=preload)
     return pool, pool.close
 
 

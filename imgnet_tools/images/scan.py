@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from imgnet_tools.manifest.parts import PartStore
 
 MANIFEST = "manifest.parquet"
-SCAN_COLUMNS = ("key", "path", "source_path", "split", "label", "wnid", "bytes", "mtime_ns",
+SCAN_COLUMNS = ("key", "path", "source_path", "rel_path", "split", "label", "wnid", "bytes", "mtime_ns",
                 "source_bytes", "source_mtime_ns", "status", "reason")
 SCAN_REASONS = frozenset({"missing", "unreadable", "symlink_loop", "symlink_outside", "not_a_file", "non_utf8_name",
                           "unknown_class", "empty", "not_an_image"})
@@ -50,7 +50,7 @@ DEFAULT_CHUNK = 1024
 # What a probe chunk carries back: the candidate as discovery saw it, and what stat + sniff found.
 PROBE_COLUMNS = (("path", "string"), ("split", "string"), ("class_name", "string"), ("label", "int64"),
                  ("cand_reason", "string"), ("split_defaulted", "bool"), ("bytes", "int64"), ("mtime_ns", "int64"),
-                 ("probe_reason", "string"), ("non_utf8", "bool"), ("name", "string"))
+                 ("probe_reason", "string"), ("non_utf8", "bool"), ("name", "string"), ("rel_path", "string"))
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _chunks(params: ScanParams, layout: Layout, size: int, digest: Callable[...,
     batch: list[tuple[Any, ...]] = []
     index = 0
     for cand in discover(tuple(params.src), layout):
-        batch.append((cand.path, cand.split, cand.class_name, cand.label, cand.reason, cand.split_defaulted))
+        batch.append((cand.path, cand.split, cand.class_name, cand.label, cand.reason, cand.split_defaulted, cand.rel))
         if len(batch) == size:
             yield Chunk(index, batch, digest("scan", index, batch))
             batch, index = [], index + 1
@@ -196,19 +196,19 @@ def _stored_parts(store: "PartStore") -> Iterator["pa.Table"]:
 def probe_items(items: Sequence[tuple[Any, ...]]) -> "pa.Table":
     """stat + sniff every candidate of a chunk (none for candidates discovery already rejected)."""
     rows = []
-    for path, split, class_name, label, reason, defaulted in items:
+    for path, split, class_name, label, reason, defaulted, rel in items:
         size, mtime, found = (None, None, None) if reason else probe(path)
         rows.append((path, split, class_name, label, reason, defaulted, size, mtime, found,
-                     stored_path(path) != path, os.path.basename(path)))
+                     stored_path(path) != path, os.path.basename(path), rel))
     return _probe_table(rows)
 
 
 def lost_probe(item: tuple[Any, ...], why: str, detail: str) -> "pa.Table":
     """A candidate whose stat or read killed its worker twice (a hung network mount, say)."""
-    path, split, class_name, label, reason, defaulted = item
+    path, split, class_name, label, reason, defaulted, rel = item
     return _probe_table([(path, split, class_name, label, reason, defaulted, None, None,
                           "unreadable" if why == "timeout" else "internal_error", stored_path(path) != path,
-                          os.path.basename(path))])
+                          os.path.basename(path), rel)])
 
 
 def join_probes(parts: list["pa.Table"]) -> "pa.Table":
@@ -342,11 +342,11 @@ class _Assembler:
                                "non_utf8_name" if found["non_utf8"] else None, label_reason)
         if old is not None and reason is None and _unchanged(old, size, mtime) and old.get("reason") not in SCAN_REASONS:
             self.kept += 1
-            return {**old, "split": found["split"], "label": label, "wnid": wnid}
+            return {**old, "split": found["split"], "label": label, "wnid": wnid, "rel_path": found["rel_path"]}
         name = found["name"].encode("latin-1").decode("utf-8", "surrogateescape")
         return {
             "key": old["key"] if old is not None else None, "path": path, "source_path": path,
-            "split": found["split"], "label": label, "wnid": wnid, "bytes": size, "mtime_ns": mtime,
+            "rel_path": found["rel_path"], "split": found["split"], "label": label, "wnid": wnid, "bytes": size, "mtime_ns": mtime,
             "source_bytes": size, "source_mtime_ns": mtime, "status": "rejected" if reason else "pending",
             "reason": reason, "_base": keymod.base_key(found["split"], class_name, name),
         }

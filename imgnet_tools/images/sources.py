@@ -20,6 +20,7 @@ a ``symlink_outside`` row, not followed, unless ``--follow-symlinks``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import re
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ class Candidate:
     label: int | None = None
     reason: str | None = None
     split_defaulted: bool = False
+    rel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,11 @@ def discover(srcs: tuple[str, ...], layout: Layout) -> Iterator[Candidate]:
     seen = HashSet64() if len(roots) > 1 else None
     for n, root in enumerate(roots):
         earlier = [str(r) + os.sep for r in roots[:n] if r.is_dir()]
+        base = str(root if root.is_dir() else root.parent) + os.sep
         batch: list[Candidate] = []
-        for cand in _discover_one(root, layout):
+        for found in _discover_one(root, layout):
+            rel = found.path[len(base):] if found.path.startswith(base) else os.path.basename(found.path)
+            cand = dataclasses.replace(found, rel=rel)
             if earlier and any(cand.path.startswith(e) for e in earlier):
                 continue  # inside an earlier SRC: found there already
             if seen is None:

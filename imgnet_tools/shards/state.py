@@ -68,15 +68,17 @@ def _ours(out: Path) -> list[Path]:
     return found
 
 
-def prepare(out: Path, params: dict[str, Any], fingerprint: str, shards: int, overwrite: bool) -> None:
+def prepare(out: Path, params: dict[str, Any], fingerprint: str, shards: int, overwrite: bool,
+            keep: tuple[Path, ...] = ()) -> None:
     """Make ``out`` ready for this run: resume a matching one, refuse or clear a different one.
 
-    Call with the lock held. Temporary files of a killed run are removed either way.
+    Call with the lock held. Temporary files of a killed run are removed either way (but those in
+    ``keep``: this run's own).
     """
     run_path = out / STATE_DIR / RUN_NAME
     previous = read_json(run_path, "shard_run")
-    ours = _ours(out)
-    foreign = [p for p in out.iterdir() if p.name != LOCK_NAME and p not in ours]
+    ours = [p for p in _ours(out) if p not in keep]
+    foreign = [p for p in out.iterdir() if p.name != LOCK_NAME and p not in ours and p not in keep]
     same = previous is not None and previous["params"] == params and previous["fingerprint"] == fingerprint
     if not same and (ours or foreign) and not overwrite:
         what = "different parameters or manifest rows" if previous else "files not written by imgnet shard"

@@ -4,7 +4,8 @@ We build every header ourselves with fixed fields (mtime, mode, uid/gid, owner n
 as :class:`tarfile.TarInfo` would (a test holds this), so the same members in the same order give
 the same bytes on any machine, and every header and data offset is known as it is written.
 Payloads are written straight from the bytes we were given, or read by the caller straight into
-the stream's buffer (:meth:`TarBuilder.begin`). The archive ends with two zero blocks and is padded to
+the stream's buffer (:meth:`TarBuilder.begin`, :meth:`TarBuilder.lend_sample` for a whole sample
+in one area). The archive ends with two zero blocks and is padded to
 tar's 10 KiB record size, like GNU tar and Python's tarfile.
 """
 
@@ -73,7 +74,6 @@ def _header(name: str, size: int) -> bytes:
     return b"".join((raw, bytes(100 - len(raw)), _HEAD, size_field, _MIDDLE, b"%06o\0 " % checksum, _TAIL))
 
 
-member_header = _header  # for callers that lay members out themselves (TarBuilder.lend)
 ZEROS = bytes(BLOCK)
 
 
@@ -190,6 +190,21 @@ class TarBuilder:
         """Drop the member started by :meth:`begin`: the archive stays as it was before it."""
         self._open = None
 
+    def lend_sample(self, key: str, ext: str, size: int, small: list[tuple[str, bytes]]) -> "LentSample | None":
+        """Lay out one sample's members in one area of the stream's buffer: ``KEY.ext`` of ``size``
+        bytes, to be filled by the caller in place (:attr:`LentSample.payload`), then the ``small``
+        members (``(ext, data)``), each with its header and padding. :meth:`LentSample.commit`
+        writes the whole area and returns the members' spans; not calling it drops them. ``None``
+        when the stream lends no buffer or not that much at once (use :meth:`begin` then)."""
+        pad = -size % BLOCK
+        tail = b"".join(b"".join((_header(f"{key}.{e}", len(d)), d, ZEROS[:-len(d) % BLOCK])) for e, d in small)
+        total = BLOCK + size + pad + len(tail)
+        lent = self.lend(total)
+        if lent is None:
+            return None
+        area, start = lent
+        return LentSample(self, key, ext, size, small, area, start, tail)
+
     def finish(self) -> int:
         """End the archive (two zero blocks, record padding); return its size in bytes."""
         end = self._pos + 2 * BLOCK
@@ -197,6 +212,32 @@ class TarBuilder:
         return self._pos
 
 
+
+
+class LentSample:
+    """An area of the stream's buffer holding one sample's members (see :meth:`TarBuilder.lend_sample`)."""
+
+    def __init__(self, builder: TarBuilder, key: str, ext: str, size: int, small: list[tuple[str, bytes]],
+                 area: memoryview, start: int, tail: bytes) -> None:
+        self._builder, self._key, self._ext, self._size, self._small = builder, key, ext, size, small
+        self._area, self._start, self._tail = area, start, tail
+        self.payload = area[BLOCK:BLOCK + size]
+
+    def commit(self) -> list[MemberSpan]:
+        """Write the members (headers, the payload filled in, padding); their spans in order."""
+        size, area = self._size, self._area
+        end = BLOCK + size
+        pad = -size % BLOCK
+        area[:BLOCK] = _header(f"{self._key}.{self._ext}", size)
+        area[end:end + pad] = ZEROS[:pad]  # a lent buffer holds old bytes
+        area[end + pad:] = self._tail
+        self._builder.advance(len(area))
+        spans = [MemberSpan(f"{self._key}.{self._ext}", self._start, self._start + BLOCK, size)]
+        at = self._start + end + pad
+        for ext, data in self._small:
+            spans.append(MemberSpan(f"{self._key}.{ext}", at, at + BLOCK, len(data)))
+            at += BLOCK + len(data) + (-len(data) % BLOCK)
+        return spans
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """``imgnet shard``: a verified, deduplicated manifest -> webdataset shards + indexes + manifests.
 
 Entry point per docs/CONTRACTS.md: :class:`ShardParams`, :func:`shard`, :func:`outputs_complete`.
-The run: start the local pool's workers, select and plan (``plan``), take the output lock and
-check or record the run (``state``), write every shard not already done as one task each on the
-chosen executor (``worker``; local pool or Ray, identical output) while ``manifest.parquet`` is
-written from the shard slices in shard order (:class:`ManifestStream`), then ``dataset.json`` last.
+The run: start the local pool's workers, take the output lock, select the rows to shard chunk by
+chunk into the selection file and compact columns (``plan``), check or record the run
+(``state``), then write every shard not already done as one chunk of the skeleton
+(``execute.chunked``, local pool or Ray, identical output) while ``manifest.parquet`` is written
+from the shard slices in shard order (:class:`ManifestStream`), then ``dataset.json`` last.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -17,25 +20,28 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import ImgnetError, InputError
+from imgnet_tools.execute.chunked import Chunk, ChunkJob, run_chunks
 from imgnet_tools.execute.params import ExecutorParams, available_cores
-from imgnet_tools.execute.tasks import Warm, run_tasks, warm_pool
+from imgnet_tools.execute.tasks import Warm, warm_pool
+from imgnet_tools.images.codec import DEFAULT_QUALITY
 from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text, fsync_path, start_writeback
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.shards import state
-from imgnet_tools.shards.plan import SELECTED_COLUMNS, SampleIn, Selection, ShardPlan, order, plan_shards, select_table
+from imgnet_tools.shards.plan import Selection, ShardPlan, check_prefix, order, plan_shards, select_manifest, selection_path
 from imgnet_tools.shards.transform import TransformParams, needs_decode
-from imgnet_tools.shards.worker import Columns, ShardTask, write_record, write_shard, write_slice
+from imgnet_tools.shards.worker import Columns, ShardTask, probe_sample, write_record, write_shard, write_slice
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 # Parameters that decide the output bytes (a re-run must match them); the rest only decide speed.
-OUTPUT_PARAMS = ("size", "max_bytes", "seed", "shuffle", "resize_short", "max_side", "quality", "prefix")
+OUTPUT_PARAMS = ("size", "max_bytes", "seed", "shuffle", "resize_short", "max_side", "quality", "prefix",
+                 "keep_source_paths")
 
 
 @dataclass(frozen=True)
 class ShardParams:
-    """Parameters of ``imgnet shard`` (field names are the CLI option names)."""
+    """Parameters of ``imgnet shard`` (field names are the CLI option names); every rule is checked here."""
 
     manifest: str
     out: str
@@ -45,13 +51,28 @@ class ShardParams:
     shuffle: bool = True
     resize_short: int | None = None
     max_side: int | None = None
-    quality: int = 90
+    quality: int = DEFAULT_QUALITY
     prefix: str = "{split}"
     words: str | None = None
+    keep_source_paths: bool = False
+    decode_timeout: float = 120.0
     executor: str = "local"
     address: str | None = None
     workers: int | None = None
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [(self.size >= 1, "--size must be at least 1"),
+                  (self.max_bytes is None or self.max_bytes > 0, "--max-bytes must be positive"),
+                  (self.resize_short is None or self.resize_short >= 1, "--resize-short must be at least 1"),
+                  (self.max_side is None or self.max_side >= 1, "--max-side must be at least 1"),
+                  (1 <= self.quality <= 100, "--quality must be within 1..100"),
+                  (self.decode_timeout > 0, "--decode-timeout must be positive")]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message + ".")
+        check_prefix(self.prefix)
+        ExecutorParams(self.executor, self.address, self.workers)
 
     def output_params(self) -> dict[str, Any]:
         """The parameters recorded in run.json and dataset.json."""
@@ -78,54 +99,6 @@ class ShardResult:
         return asdict(self)
 
 
-def _validate(params: ShardParams) -> None:
-    checks = [(params.size >= 1, "--size must be at least 1"),
-              (params.max_bytes is None or params.max_bytes > 0, "--max-bytes must be positive"),
-              (params.resize_short is None or params.resize_short >= 1, "--resize-short must be at least 1"),
-              (params.max_side is None or params.max_side >= 1, "--max-side must be at least 1"),
-              (1 <= params.quality <= 100, "--quality must be within 1..100")]
-    for ok, message in checks:
-        if not ok:
-            raise InputError(message)
-
-
-def _read_selection(path: str) -> tuple[int, Selection]:
-    """The manifest's row count, and what :func:`select_table` takes from it."""
-    import pyarrow.parquet as pq
-
-    from imgnet_tools.manifest.parquet import read_table
-
-    try:
-        present = set(pq.read_schema(path).names)
-    except Exception:  # read_table says what is wrong with the file
-        present = set(SELECTED_COLUMNS)
-    table = read_table(path, "manifest", columns=[c for c in SELECTED_COLUMNS if c in present])
-    return table.num_rows, select_table(table)
-
-
-class _Summary:
-    """What ``dataset.json`` says of the selection (class list, class counts per split), computed
-    once, while the shards are being written (:meth:`compute` is called as each shard returns)
-    rather than after the last one."""
-
-    def __init__(self, samples: list[SampleIn], words: str | None) -> None:
-        self._samples, self._words = samples, words
-        self._done: tuple[list[dict[str, Any]], Counter[tuple[str, int]]] | None = None
-
-    def compute(self) -> tuple[list[dict[str, Any]], Counter[tuple[str, int]]]:
-        """The class list and the count of samples per (split, label) (label -1: none)."""
-        if self._done is None:
-            names = _read_words(self._words) if self._words else {}
-            seen: dict[int, str | None] = {}
-            for sample in self._samples:
-                if sample.label is not None:
-                    seen.setdefault(sample.label, sample.wnid)
-            classes = [{"index": i, "wnid": seen[i], "name": names.get(seen[i] or "")} for i in sorted(seen)]
-            counts = Counter((s.split, -1 if s.label is None else s.label) for s in self._samples)
-            self._done = classes, counts
-        return self._done
-
-
 def _read_words(path: str) -> dict[str, str]:
     """ImageNet ``words.txt``: ``wnid<TAB>names`` per line."""
     try:
@@ -137,10 +110,15 @@ def _read_words(path: str) -> dict[str, str]:
 
 def count_selected(manifest: str) -> int:
     """Rows ``imgnet shard`` would take from ``manifest`` (for a progress bar's length)."""
-    from imgnet_tools.manifest.parquet import read_table
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    statuses = read_table(manifest, "manifest", columns=["status"]).column("status").to_pylist()
-    return sum(1 for s in statuses if s in ("ok", "fixed"))
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    total = 0
+    for table in iter_chunks(manifest, "manifest", 262144, columns=["status"]):
+        total += pc.sum(pc.cast(pc.is_in(table.column("status"), value_set=pa.array(["ok", "fixed"])), "int64")).as_py() or 0
+    return total
 
 
 def shard(params: ShardParams, progress: Callable[[int], None] | None = None) -> ShardResult:
@@ -148,8 +126,14 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
 
     ``progress`` is called with the number of samples in each shard as it is finished.
     """
-    _validate(params)
+    from imgnet_tools.manifest.stream import table_info
+
+    table_info(params.manifest, "manifest")  # a clear error before anything starts
     executor = ExecutorParams(params.executor, params.address, shard_workers(params))
+    if params.executor == "ray" and params.address not in (None, "auto", "local"):
+        from imgnet_tools.execute.ray_executor import check_shared_folder
+
+        check_shared_folder(params.out, executor)
     with warm_pool(write_shard, executor) as warm:  # the worker processes start while we read and plan
         return _shard(params, executor, warm, progress)
 
@@ -163,64 +147,126 @@ def shard_workers(params: ShardParams) -> int | None:
     return 2 * available_cores()
 
 
+def _select(params: ShardParams, out: Path) -> tuple[int, Selection]:
+    """Select the rows to shard into a temporary selection file in ``out``; (manifest rows, selection)."""
+    from imgnet_tools.manifest.stream import table_info
+
+    rows = table_info(params.manifest, "manifest").rows
+    tmp = out / f"{TMP_PREFIX}{os.getpid()}-{plan_selection_name()}"
+    return rows, select_manifest(params.manifest, tmp, params.seed, params.keep_source_paths)
+
+
+def plan_selection_name() -> str:
+    from imgnet_tools.shards.plan import SELECTION_FILE
+
+    return SELECTION_FILE
+
+
 def _shard(params: ShardParams, executor: ExecutorParams, warm: Warm,
            progress: Callable[[int], None] | None) -> ShardResult:
-    nrows, (samples, skipped, fingerprint) = _read_selection(params.manifest)
-    if not samples:
-        raise InputError(
-            f"{params.manifest} has no rows with status ok or fixed ({nrows} rows: "
-            f"{dict(skipped) or 'empty'}); run `imgnet verify` first, or check the manifest."
-        )
-    plans = plan_shards(order(samples, params.seed, params.shuffle), params.size, params.max_bytes, params.prefix)
-    transform = params.transform()
-    # On the local pool the tars are made durable here, in groups (see _Committer); Ray workers
-    # fsync their own, as this process may not share their file system's cache.
-    sync = params.executor == "ray"
-    tasks = [ShardTask(str(Path(params.out).resolve()), p, transform, sync) for p in plans]
     out = Path(params.out)
     with state.locked(out):
-        state.prepare(out, params.output_params(), fingerprint, len(plans), params.overwrite)
-        records, todo = _done(out, tasks, progress)
-        if todo:  # dataset.json must never describe shards that are being rewritten
-            (out / state.DATASET_NAME).unlink(missing_ok=True)
-        stream = ManifestStream(out, [t.plan.stem for t in tasks])
-        summary = _Summary(samples, params.words)
+        nrows, selection = _select(params, out)
         try:
-            for task in tasks:  # shards done by an earlier run: their slices, read back
-                if task.plan.stem in records:
-                    stream.add(task.plan.stem, _read_slice(out, task.plan.stem))
-            _run(out, [tasks[i] for i in todo], executor, warm, records, stream, progress, summary.compute)
+            if not selection.rows:
+                raise InputError(
+                    f"{params.manifest} has no rows with status ok or fixed ({nrows} rows: "
+                    f"{dict(selection.skipped) or 'empty'}); run `imgnet verify` first, or check the manifest."
+                )
+            plans = plan_shards(order(selection, params.shuffle), selection.cost, params.size, params.max_bytes,
+                                params.prefix)
+            state.prepare(out, params.output_params(), selection.fingerprint, len(plans), params.overwrite,
+                          keep=(Path(selection.path),))
+            final = selection_path(out)
+            os.replace(selection.path, final)
+        except BaseException:
+            Path(selection.path).unlink(missing_ok=True)
+            raise
+        selection.path = str(final)
+        # On the local pool the tars are made durable here, in groups (see _Committer); Ray workers
+        # fsync their own, as this process may not share their file system's cache.
+        sync = params.executor == "ray"
+        tasks = [ShardTask(str(out.resolve()), p, params.transform(), str(final.resolve()), sync,
+                           decode_timeout=params.decode_timeout) for p in plans]
+        stream = ManifestStream(out, [t.plan.stem for t in tasks])
+        records: dict[str, Any] = {}
+        try:
+            written = _run(out, tasks, executor, warm, records, stream, progress)
             stream.close()
         except BaseException:
             stream.abort()
             raise
         ordered = [records[t.plan.stem] for t in tasks]
-        doc = _dataset_doc(params, nrows, samples, skipped, plans, ordered, fingerprint, summary)
+        doc = _dataset_doc(params, nrows, selection, plans, ordered)
         atomic_write_text(out / state.DATASET_NAME, state.dump_json(doc))
+        final.unlink(missing_ok=True)  # a resumed run makes its own; a finished one needs none
     failed = [f for r in ordered for f in r["failed"]]
-    return ShardResult(str(out), doc["samples"], len(plans), len(todo), len(plans) - len(todo),
-                       sum(r["bytes"] for r in ordered), dict(sorted(skipped.items())), failed)
+    return ShardResult(str(out), doc["samples"], len(plans), written, len(plans) - written,
+                       sum(r["bytes"] for r in ordered), dict(sorted(selection.skipped.items())), failed)
+
+
+class _ShardStore:
+    """The skeleton's store for shards: a shard is done when its record says so (``state``); a
+    returned shard's slice goes into ``manifest.parquet`` at once and its record to the committer."""
+
+    def __init__(self, out: Path, records: dict[str, Any], stream: "ManifestStream", committer: "_Committer",
+                 progress: Callable[[int], None] | None) -> None:
+        self.out, self.records, self.stream, self.committer, self.progress = out, records, stream, committer, progress
+        self.written = 0
+        self._cleared = False
+
+    def load(self, chunk: Chunk[Any]) -> tuple[dict[str, Any], Columns] | None:
+        task: ShardTask = chunk.items  # type: ignore[assignment]
+        stem = task.plan.stem
+        record = None
+        if state.record_path(self.out, stem).is_file():  # the common case: no fingerprint needed
+            record = state.done_record(self.out, stem, task.fingerprint())
+        if record is None:
+            if not self._cleared:  # dataset.json must never describe shards that are being rewritten
+                (self.out / state.DATASET_NAME).unlink(missing_ok=True)
+                self._cleared = True
+            return None
+        self.records[stem] = record
+        self.stream.add(stem, _read_slice(self.out, stem))
+        self._tick(record)
+        return record, {}
+
+    def commit(self, chunk: Chunk[Any], result: tuple[dict[str, Any], Columns]) -> None:
+        record, table = write_slice(self.out, *result)
+        self.stream.add(Path(record["file"]).stem, table)
+        self.committer.put(record)
+        self.written += 1
+        self._tick(record)
+
+    def _tick(self, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress(record["samples"] + len(record["failed"]))
+
+
+def _without(chunk: Chunk[Any], lost: list[tuple[int, str, str]]) -> ShardTask:
+    """The shard again, leaving out the samples that killed their worker alone."""
+    task: ShardTask = chunk.items  # type: ignore[assignment]
+    reasons = tuple((position, ("timeout: " if why == "timeout" else "crashed_decoder: ") + detail)
+                    for position, why, detail in lost)
+    return dataclasses.replace(task, exclude=task.exclude + reasons)
 
 
 def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm, records: dict[str, Any],
-         stream: "ManifestStream", progress: Callable[[int], None] | None, meanwhile: Callable[[], object]) -> None:
-    """Write ``tasks`` on the executor. As each shard returns, its slice is written and goes on
-    into ``manifest.parquet`` (``stream``); a :class:`_Committer` then makes its tar durable and
-    writes its record. ``meanwhile`` is called as each shard returns (work for the end of the
-    run that can be done while the shards are written)."""
+         stream: "ManifestStream", progress: Callable[[int], None] | None) -> int:
+    """Write the shards not yet done on the executor; the number written. As each shard returns,
+    its slice is written and goes on into ``manifest.parquet`` (``stream``); a :class:`_Committer`
+    then makes its tar durable and writes its record."""
     committer = _Committer(out, records, fsync=not all(t.sync for t in tasks))
-
-    def done(_: int, result: tuple[dict[str, Any], Columns]) -> None:
-        record, table = write_slice(out, *result)
-        stream.add(Path(record["file"]).stem, table)
-        committer.put(record)
-        if progress is not None:
-            progress(record["samples"] + len(record["failed"]))
-        meanwhile()
-
+    store = _ShardStore(out, records, stream, committer, progress)
+    # a ShardTask is its chunk's sequence of items (one per sample), so the skeleton can probe them
+    job: ChunkJob[Any, Any] = ChunkJob(write_shard, probe=functools.partial(probe_sample, tasks[0].decode_timeout),  # type: ignore[arg-type]
+                                       without=_without)  # type: ignore[arg-type]
+    chunks: list[Chunk[Any]] = [Chunk(i, task, task.plan.stem) for i, task in enumerate(tasks)]  # type: ignore[arg-type]
+    timeout = (tasks[0].decode_timeout or 120.0) + 30.0 if tasks else None
     try:
         try:
-            run_tasks(write_shard, tasks, executor, on_done=done, warm=warm)
+            for _ in run_chunks(job, chunks, store, executor, warm, item_timeout=timeout):
+                pass
         finally:
             committer.close()  # commits what has returned; raises the first commit error
     except OSError as exc:  # disk full, quota, permissions: the run stops, finished shards stay done
@@ -228,6 +274,7 @@ def _run(out: Path, tasks: list[ShardTask], executor: ExecutorParams, warm: Warm
             f"writing shards to {out} failed: {exc.strerror or exc}; free space or fix the problem and run "
             f"the same command again ({len(records)} finished shards are kept)."
         ) from exc
+    return store.written
 
 
 class _Committer:
@@ -290,24 +337,6 @@ class _Committer:
                 return
 
 
-def _done(out: Path, tasks: list[ShardTask], progress: Callable[[int], None] | None) -> tuple[dict[str, Any], list[int]]:
-    """Records of shards already done with this plan, and the task numbers still to run."""
-    records: dict[str, Any] = {}
-    todo = []
-    for i, task in enumerate(tasks):
-        if not state.record_path(out, task.plan.stem).is_file():  # the common case: no fingerprint needed
-            todo.append(i)
-            continue
-        record = state.done_record(out, task.plan.stem, task.fingerprint)
-        if record is None:
-            todo.append(i)
-        else:
-            records[task.plan.stem] = record
-            if progress is not None:
-                progress(len(task.plan.samples))
-    return records, todo
-
-
 def _read_slice(out: Path, stem: str) -> "pa.Table":
     from imgnet_tools.manifest.parquet import read_table
 
@@ -368,14 +397,30 @@ class ManifestStream:
         self._tmp.unlink(missing_ok=True)
 
 
-def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipped: Counter[str],
-                 plans: list[ShardPlan], records: list[dict[str, Any]], fingerprint: str,
-                 summary: _Summary) -> dict[str, Any]:
-    classes, selected_counts = summary.compute()
-    counts = Counter(selected_counts)
-    failed_keys = {f["key"] for r in records for f in r["failed"]}
+def _summary(params: ShardParams, selection: Selection, failed_keys: set[str]
+             ) -> tuple[list[dict[str, Any]], Counter[tuple[str, int]]]:
+    """The class list and the count of shard samples per (split, label) (label -1: none)."""
+    import numpy as np
+
+    names = _read_words(params.words) if params.words else {}
+    classes = [{"index": i, "wnid": selection.wnid_of[i], "name": names.get(selection.wnid_of[i] or "")}
+               for i in sorted(selection.wnid_of)]
+    pairs, counts = np.unique(np.stack([selection.split_code.astype(np.int64), selection.label]), axis=1,
+                              return_counts=True) if selection.rows else (np.zeros((2, 0), np.int64), np.zeros(0))
+    found: Counter[tuple[str, int]] = Counter({(selection.splits[int(c)], int(lab)): int(n)
+                                               for (c, lab), n in zip(pairs.T.tolist(), counts.tolist())})
     if failed_keys:  # samples left out of the shards are not counted
-        counts.subtract((s.split, -1 if s.label is None else s.label) for s in samples if s.source_key in failed_keys)
+        from imgnet_tools.shards.plan import iter_selected
+
+        for samples in iter_selected(selection):
+            found.subtract((s.split, -1 if s.label is None else s.label) for s in samples if s.source_key in failed_keys)
+    return classes, found
+
+
+def _dataset_doc(params: ShardParams, nrows: int, selection: Selection, plans: list[ShardPlan],
+                 records: list[dict[str, Any]]) -> dict[str, Any]:
+    failed_keys = {f["key"] for r in records for f in r["failed"]}
+    classes, counts = _summary(params, selection, failed_keys)
     splits: dict[str, dict[str, Any]] = {}
     for plan, record in zip(plans, records):
         entry = splits.setdefault(plan.split, {"samples": 0, "shards": 0, "bytes": 0, "class_counts": {}})
@@ -388,8 +433,8 @@ def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipp
     doc = {
         "format_version": format_version("dataset"), "created_by": f"imgnet {__version__}",
         "params": params.output_params(),
-        "source": {"manifest": params.manifest, "fingerprint": fingerprint, "rows": nrows,
-                   "selected": len(samples), "skipped": dict(sorted(skipped.items()))},
+        "source": {"manifest": params.manifest, "fingerprint": selection.fingerprint, "rows": nrows,
+                   "selected": selection.rows, "skipped": dict(sorted(selection.skipped.items()))},
         "samples": sum(r["samples"] for r in records), "splits": splits,
         "classes": classes,
         "shards": [{"file": r["file"], "index": r["index"], "split": r["split"], "samples": r["samples"],
@@ -403,13 +448,17 @@ def _dataset_doc(params: ShardParams, nrows: int, samples: list[SampleIn], skipp
 
 def outputs_complete(params: ShardParams) -> bool:
     """True when ``params.out`` holds a finished run with these parameters (a re-run would do nothing)."""
+    import tempfile
+
     out = Path(params.out)
     run = state.read_json(out / state.STATE_DIR / state.RUN_NAME, "shard_run")
     doc = state.read_json(out / state.DATASET_NAME, "dataset")
     if run is None or doc is None or run["params"] != params.output_params():
         return False
     try:
-        _, selection = _read_selection(params.manifest)
+        with tempfile.TemporaryDirectory(prefix="imgnet-shard-check-") as scratch:
+            selection = select_manifest(params.manifest, Path(scratch) / "selection.arrow", params.seed,
+                                        params.keep_source_paths)
     except Exception:
         return False
     return bool(run["fingerprint"] == selection.fingerprint)
