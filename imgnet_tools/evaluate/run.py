@@ -366,9 +366,9 @@ def format_table(doc: dict[str, Any], classes_shown: int = 10) -> str:
         lines.append("not scored (in the manifest, excluded): " + ", ".join(f"{k} {v:,}" for k, v in c["excluded"].items()))
     if c["fewer_than_5"]:
         lines.append(f"note: {c['fewer_than_5']:,} rows have fewer than 5 guesses; top-5 gives them fewer chances.")
-    worst = sorted(doc["per_class"], key=lambda r: (r["top1"], r["index"]))[:classes_shown]
+    worst = sorted((r for r in doc["per_class"] if r["top1"] < 1.0), key=lambda r: (r["top1"], r["index"]))[:classes_shown]
     if worst:
-        lines.append(f"lowest top-1 classes: " + "; ".join(
+        lines.append("lowest top-1 classes: " + "; ".join(
             f"{r['wnid'] or '#' + str(r['index'])} {100 * r['top1']:.0f}% of {r['images']}" for r in worst))
     for pair in doc["confused"][:classes_shown]:
         lines.append(f"  confused: {pair['true_label']} -> {pair['guess_label']}: {pair['images']}")
