@@ -138,3 +138,24 @@ def test_train_and_predict_commands(shards: Path, tmp_path: Path, invoke) -> Non
     assert bad.exit_code == 2 and "63" in bad.output
     other = invoke("train", shards, "--out", out, "--epochs", "1", "--seed", "3")
     assert other.exit_code == 1 and "seed" in other.output and "--overwrite" in other.output
+
+
+def test_report_draws_the_training_curve_and_the_evaluation(trained: Path, shards: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from imgnet_tools.report.build import ReportParams, report
+
+    run = trained.parent
+    preds = run / "preds.parquet"
+    predict(PredictParams(checkpoint=str(trained), shards=str(shards), out=str(preds), workers=1, overwrite=True))
+    evaluate(EvalParams(predictions=str(preds), manifest=str(shards / "manifest.parquet"), out=str(run / "eval.json"),
+                        overwrite=True))
+    result = report(ReportParams(run, out=tmp_path / "report"))
+    available = {s["id"]: s["available"] for s in result.sections}
+    assert available["training-curve"] and available["evaluation"]
+    html = result.html.read_text()
+    assert "val top-1" in html and "lenet5" in html and "top-5" in html
+    with Image.open(tmp_path / "report" / "fig_training_curve.png") as im:
+        assert im.height > 400  # loss and accuracy panels
+    kinds = {s["kind"] for s in json.loads((tmp_path / "report" / "report.json").read_text())["sources"]}
+    assert {"train_record", "eval_report"} <= kinds

@@ -26,17 +26,21 @@ from imgnet_tools.cli.options import (
 @click.option("--val-id-map", type=click.Path(exists=True, dir_okay=False),
               help="ILSVRC2012_ID -> wnid for a devkit ground-truth file: the devkit's meta.mat (needs scipy), "
                    "or one wnid per line in ID order.")
+@click.option("--include-background", is_flag=True,
+              help="Caltech-101: keep the BACKGROUND_Google clutter class (left out by default).")
 @workers_option
 @quiet_option
 @json_option
 def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None, split: str | None,
-         val_labels: str | None, val_id_map: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
-    """Index image folders (ImageFolder, ILSVRC val layout) or CSV/Parquet lists into DIR/manifest.parquet.
+         val_labels: str | None, val_id_map: str | None, workers: int | None, include_background: bool, quiet: bool,
+         as_json: bool) -> None:
+    """Index image folders (ImageFolder, ILSVRC val, Caltech-101) or CSV/Parquet lists into DIR/manifest.parquet.
 
     \b
     Examples:
       imgnet scan data/train data/val --val-labels LOC_val_solution.csv --preset ilsvrc2012 --out work/
       imgnet scan list.csv --classes synsets/classes.tsv --out work/
+      imgnet scan caltech-101/101_ObjectCategories --out work/    # names -> wnids: work/caltech_classes.json
 
     Every file gets a row; files that are empty, not images, unreadable, symlink loops or have
     non-UTF-8 names are rejected rows with a reason. Re-runs keep keys and earlier verify results.
@@ -49,7 +53,8 @@ def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None
     if val_id_map and not val_labels:
         raise click.UsageError("--val-id-map only applies together with --val-labels.")
     params = ScanParams(src=src, out=out, classes=classes, preset=preset, split=split,
-                        val_labels=val_labels, val_id_map=val_id_map, workers=workers)
+                        val_labels=val_labels, val_id_map=val_id_map, workers=workers,
+                        include_background=include_background)
     with progress_bar("scan", None, quiet) as tick:
         result = run_scan(params, progress=tick)
     if as_json:
@@ -60,3 +65,19 @@ def scan(src: tuple[str, ...], out: str, classes: str | None, preset: str | None
     echo_counts("splits", result.splits)
     echo_counts("status", result.status)
     echo_counts("reasons", result.reasons)
+    _caltech_line(src, result.manifest)
+
+
+def _caltech_line(src: tuple[str, ...], manifest: str) -> None:
+    """For a Caltech-101 scan: how many category names matched a WordNet lemma, and where the table is."""
+    import json
+    from pathlib import Path
+
+    from imgnet_tools.images import caltech
+
+    table = Path(manifest).parent / caltech.TABLE
+    if not caltech.roots(src) or not table.is_file():
+        return
+    doc = json.loads(table.read_text(encoding="utf-8"))
+    click.echo(f"Caltech-101 categories matched to WordNet: {doc['counts'].get('matched', 0)} of "
+               f"{len(doc['classes'])} (table: {table})" + (f"; {doc['note']}" if doc["note"] else ""))

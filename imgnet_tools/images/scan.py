@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imgnet_tools.execute.local import map_ordered, resolve_workers
+from imgnet_tools.images import caltech
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.images.check import REASON_ORDER
 from imgnet_tools.images.classes import ClassList, derive_classes, is_wnid, load_classes
@@ -45,6 +46,7 @@ class ScanParams:
     val_labels: str | None = None
     val_id_map: str | None = None
     workers: int | None = None
+    include_background: bool = False
 
 
 @dataclass
@@ -72,6 +74,7 @@ def scan(params: ScanParams, progress: Callable[[int], None] | None = None) -> S
     rows, existing, classes = _plan(params, progress)
     out = Path(params.out) / MANIFEST
     write_table(to_table(rows), out, "manifest")
+    caltech.write_table(out.parent, params.src, classes, rows, params.include_background)
     present = {r["source_path"] for r in rows}
     kept = sum(1 for p in present if p in existing)
     return ScanResult(
@@ -100,7 +103,8 @@ def _plan(params: ScanParams, progress: Callable[[int], None] | None
     out = Path(params.out)
     classes = load_classes(params.classes, params.preset)
     labels = read_val_labels(params.val_labels, params.val_id_map) if params.val_labels else None
-    layout = Layout(split=params.split, val_labels=labels, exclude=(os.path.abspath(out),))
+    layout = Layout(split=params.split, val_labels=labels, exclude=(os.path.abspath(out),),
+                    include_background=params.include_background)
     cands = discover(tuple(params.src), layout)
     if classes is None:
         classes = derive_classes(c.class_name for c in cands)
@@ -109,7 +113,7 @@ def _plan(params: ScanParams, progress: Callable[[int], None] | None
                          chunksize=64, progress=progress)
     alloc = keymod.KeyAllocator({existing[p]["key"] for p in map(stored_path, (c.path for c in cands)) if p in existing})
     rows = [_row(c, found, classes, existing, alloc) for c, found in zip(cands, probes)]
-    return rows, existing, classes
+    return caltech.add_wnids(rows, params.src, classes), existing, classes
 
 
 def stored_path(path: str) -> str:

@@ -47,6 +47,7 @@ class Layout:
     split: str | None = None
     val_labels: dict[str, str] | None = None
     exclude: tuple[str, ...] = ()
+    include_background: bool = False  # Caltech-101's BACKGROUND_Google class (images.caltech)
 
 
 def discover(srcs: tuple[str, ...], layout: Layout) -> list[Candidate]:
@@ -65,6 +66,11 @@ def _discover_one(src: Path, layout: Layout) -> Iterator[Candidate]:
         if src.suffix.lower() not in LIST_SUFFIXES:
             raise InputError(f"{src} is a file but not a list (.csv, .tsv, .parquet); pass its folder instead.")
         yield from read_list(src, layout.split)
+        return
+    from imgnet_tools.images import caltech
+
+    if (root := caltech.categories_root(src)) is not None:
+        yield from caltech.candidates(root, layout.split, layout.include_background, layout.exclude)
         return
     split_dirs = [src / s for s in SPLITS if (src / s).is_dir()]
     if split_dirs and layout.split is None:
