@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "shards": ("shard:shards", "Check or summarize a shard directory."),
     "loader": ("loader:loader", "DALI and baseline loaders over shards: check."),
     "bench": ("bench:bench", "AlexNet throughput benchmark: loader, model and end to end."),
+    "gpu-check": ("gpucheck:gpu_check", "Every GPU figure in one short run (--dry-run: the same on the CPU)."),
     "train": ("train:train", "Train LeNet-5 or AlexNet on shards, with resumable checkpoints."),
     "predict": ("train:predict", "Ranked top-5 predictions of a checkpoint over shards."),
     "eval": ("eval:eval_", "Score predictions: top-1/top-5, per class, confusions, hierarchical, ReaL."),

@@ -45,10 +45,17 @@ def torchvision_decode() -> Decode:
             f"the nvjpeg loader needs torchvision ({exc}); install the torchvision build that matches this torch "
             f"({torch.__version__}), or use --loader dali or --loader baseline.") from exc
 
+    batched = [True]
+
     def decode(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor]:
         tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
-        out = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
-        return list(out) if isinstance(out, (list, tuple)) else [out]
+        if batched[0]:
+            try:
+                out = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+                return list(out) if isinstance(out, (list, tuple)) else [out]
+            except TypeError:  # torchvision < 0.19 decodes one tensor per call
+                batched[0] = False
+        return [decode_jpeg(t, mode=ImageReadMode.RGB, device=device) for t in tensors]
 
     return decode
 

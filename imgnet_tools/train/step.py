@@ -78,17 +78,17 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward pass (autocast as configured) on a loader batch."""
-        x = model_input(x, self.layout, self.device, self.channels_last)
+    def logits(self, x: torch.Tensor, layout: str | None = None) -> torch.Tensor:
+        """Forward pass (autocast as configured) on a loader batch in ``layout`` (default: the step's)."""
+        x = model_input(x, layout or self.layout, self.device, self.channels_last)
         dtype = self.autocast_dtype
         with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             return self.forward(x)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x: torch.Tensor, y: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, loss, backward, SGD step; returns (loss, logits), both detached, on the device."""
         self.module.train()
-        logits = self.logits(x)
+        logits = self.logits(x, layout)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
