@@ -62,7 +62,8 @@ class TrainParams:
     """``imgnet train SHARDS --out CKPT`` options (field names = CLI option names).
 
     ``image_size`` None means the model's own (32 for LeNet-5, 224 for AlexNet). ``workers`` None
-    means every core on a GPU and half of them on the CPU (the other half trains). ``val_split``
+    means every core on a GPU and half of them on the CPU; ``threads`` None means, on the CPU, the
+    cores the workers leave (torch's default otherwise). ``val_split``
     None skips validation; a split the shard directory lacks is skipped too (and recorded).
     """
 
@@ -305,9 +306,13 @@ def _setup(params: TrainParams) -> tuple["ShardSet", list[dict[str, Any]], "torc
     classes = _classes(shards)
     device = resolve_device(params.device)
     cores = available_cores()
+    workers = params.workers if params.workers is not None else (cores if device.type == "cuda" else max(1, cores // 2))
     if params.threads:
         torch.set_num_threads(params.threads)
-    workers = params.workers if params.workers is not None else (cores if device.type == "cuda" else max(1, cores // 2))
+    elif device.type == "cpu":
+        # The loader's workers have their cores; torch's pool gets the rest (oversubscribing a small
+        # CPU with both makes every small kernel wait on spinning threads).
+        torch.set_num_threads(max(1, cores - workers))
     return shards, classes, device, workers
 
 
