@@ -159,3 +159,22 @@ def test_report_draws_the_training_curve_and_the_evaluation(trained: Path, shard
         assert im.height > 400  # loss and accuracy panels
     kinds = {s["kind"] for s in json.loads((tmp_path / "report" / "report.json").read_text())["sources"]}
     assert {"train_record", "eval_report"} <= kinds
+
+
+def test_the_demo_train_recipe_runs_and_resumes(tmp_path: Path) -> None:
+    """pipelines/demo-train.yaml through `imgnet run`: train, predict and eval as recipe stages."""
+    from imgnet_tools.demodata import DemoParams, make_demo
+    from imgnet_tools.recipes.run import RunParams, run
+    from tests.conftest import REPO
+
+    recipe = REPO / "pipelines" / "demo-train.yaml"
+    make_demo(DemoParams(tmp_path / "data", classes=5, train_per_class=12, val_per_class=3, size=48))
+    overrides = ("train.epochs=2", "train.workers=1", "train.threads=1", "predict.workers=1")
+    result = run(RunParams(recipe, workdir=tmp_path, overrides=overrides))
+    assert [s.action for s in result.steps] == ["ran"] * 8
+    doc = json.loads((tmp_path / "runs" / "eval.json").read_text())
+    assert doc["truth"]["images"] >= 15 and doc["metrics"]["top5_accuracy"] >= doc["metrics"]["top1_accuracy"]
+    sections = json.loads((tmp_path / "report" / "report.json").read_text())["sections"]
+    assert {s["id"]: s["available"] for s in sections}["training-curve"]
+    again = run(RunParams(recipe, workdir=tmp_path, overrides=overrides))
+    assert {s.stage: s.action for s in again.steps} == {s.stage: "skipped" for s in again.steps}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -84,8 +85,9 @@ def train(shards: str, out: str, compile_: bool, no_val: bool, val_split: str, a
     except InputError as exc:
         raise click.UsageError(str(exc)) from exc
     total = steps_to_run(params)
+    lead = "\n" if sys.stderr.isatty() else ""  # end the progress bar's line first
     with progress_bar("train", total, quiet) as progress:
-        result = run_train(params, progress, on_epoch=None if quiet else lambda e: note("\n" + epoch_line(e)))
+        result = run_train(params, progress, on_epoch=None if quiet else lambda e: note(lead + epoch_line(e)))
     if as_json:
         emit_json(result.to_dict())
         return

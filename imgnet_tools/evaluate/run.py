@@ -316,8 +316,10 @@ def evaluate(params: EvalParams, progress: Callable[[int], None] | None = None) 
     truth = _truth(params)
     aligned = align(preds, truth, params.skip_unknown)
     if not aligned.counts["scored"]:
-        raise InputError(f"no prediction in {params.predictions} matches an image scored in {truth.source}; check "
-                         "--split and that both files describe the same images.")
+        excluded = ", ".join(f"{k} {v}" for k, v in sorted(aligned.excluded.items()))
+        why = f" (rows of the manifest that are not scored: {excluded})" if excluded else ""
+        raise InputError(f"no prediction in {params.predictions} matches an image scored in {truth.source}{why}; "
+                         "check --split and that both files describe the same images.")
     hierarchy = _distance(params, truth)
     real = read_real(params.real, truth) if params.real else None
     scores = score(truth.labels, aligned.guesses, hierarchy, real)
