@@ -149,22 +149,21 @@ def _classes(shards: "ShardSet") -> list[dict[str, Any]]:
     return [{"index": int(c["index"]), "wnid": c.get("wnid"), "name": c.get("name")} for c in classes]
 
 
-def _identity(params: TrainParams, classes: list[dict[str, Any]], shards: "ShardSet") -> dict[str, Any]:
+def _identity(params: TrainParams, classes: list[dict[str, Any]]) -> dict[str, Any]:
     doc = {k: getattr(params, k) for k in RESUME_KEYS}
     doc["image_size"] = params.size
     doc["classes"] = [c["wnid"] or c["index"] for c in classes]
-    doc["shards"] = str(shards.root.resolve())
-    return doc
+    return doc  # not the shards' path: a run may resume where the same shards are mounted elsewhere
 
 
-def _fresh_meta(params: TrainParams, classes: list[dict[str, Any]], shards: "ShardSet", parameters: int) -> dict[str, Any]:
+def _fresh_meta(params: TrainParams, classes: list[dict[str, Any]], parameters: int) -> dict[str, Any]:
     from imgnet_tools.loader.augment import MEAN, STD
 
     return {"format_version": format_version("checkpoint"), "created_by": f"imgnet {__version__}",
             "model": {"name": params.model, "num_classes": len(classes), "image_size": params.size,
                       "parameters": parameters},
             "classes": classes, "normalize": {"mean": list(MEAN), "std": list(STD)},
-            "identity": _identity(params, classes, shards), "params": _params_doc(params),
+            "identity": _identity(params, classes), "params": _params_doc(params),
             "epoch": 0, "step": 0, "history": []}
 
 
@@ -172,7 +171,7 @@ def _params_doc(params: TrainParams) -> dict[str, Any]:
     return {k: v for k, v in asdict(params).items() if k != "overwrite"}
 
 
-def _resume(params: TrainParams, classes: list[dict[str, Any]], shards: "ShardSet") -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _resume(params: TrainParams, classes: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The checkpoint to continue from, None to start fresh; refuses a different run without --overwrite."""
     from imgnet_tools.train.checkpoint import load
 
@@ -183,7 +182,7 @@ def _resume(params: TrainParams, classes: list[dict[str, Any]], shards: "ShardSe
         meta, state = load(out)
     except InputError as exc:
         raise OutputExistsError(f"{out} exists but cannot be resumed ({exc}); pass --overwrite to start over.") from exc
-    wanted = _identity(params, classes, shards)
+    wanted = _identity(params, classes)
     changed = sorted(k for k in wanted if meta["identity"].get(k) != wanted[k])
     if changed:
         raise OutputExistsError(f"{out} was trained with other {', '.join(changed)}; pass --overwrite to start over, "
@@ -338,12 +337,12 @@ def train(params: TrainParams, progress: Callable[[int], None] | None = None,
     from imgnet_tools.train.step import TrainStep
 
     shards, classes, device, workers = _setup(params)
-    resumed = _resume(params, classes, shards)
+    resumed = _resume(params, classes)
     torch.manual_seed(params.seed)
     random.seed(params.seed)
     model = build_model(params.model, len(classes))
     stepper = TrainStep(model, device, params.amp, None, params.compile, params.lr, params.momentum, params.weight_decay)
-    meta = _fresh_meta(params, classes, shards, count_parameters(model))
+    meta = _fresh_meta(params, classes, count_parameters(model))
     if resumed is not None:
         meta, state = resumed
         stepper.load(state)
