@@ -21,6 +21,8 @@ PACKAGES = [
     "imgnet_tools.bench",
     "imgnet_tools.recipes",
     "imgnet_tools.report",
+    "imgnet_tools.evaluate",
+    "imgnet_tools.train",
     # Top-level folders shipped inside the package so that a non-editable install finds them.
     "imgnet_tools._schemas",
     "imgnet_tools._pipelines",

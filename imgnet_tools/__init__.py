@@ -16,6 +16,11 @@ The map (keep it true; ``tests/test_architecture.py`` checks that every package 
 ``loader``     DALI pipeline (only nvidia.dali importer) and the plain PyTorch baseline loader.
 ``bench``      AlexNet (2012 two-tower and single-tower), DDP runner, timing, report.
 ``recipes``    load, validate and run ``pipelines/*.yaml``; the stage registry recipes call.
+``evaluate``   scoring predictions: ``evaluate.metrics`` (top-1/top-5, per class, confusions,
+               hierarchical error, ReaL; used by eval, train and predict), predictions files (our
+               table, CSV, the ILSVRC devkit format), ground truth, ``imgnet eval``.
+``train``      ``imgnet train`` (LeNet-5 / AlexNet on the loaders, resumable atomic checkpoints,
+               loss/accuracy curve) and ``imgnet predict`` (ranked top-5 per key).
 ``report``     ``report.html`` (self-contained) and PNG figures for a run directory.
 ``demodata``   the deterministic mini-ImageNet with planted faults (``imgnet demo-data``).
 

@@ -80,3 +80,32 @@ def test_smallest_input_is_63_pixels_and_params_enforce_it() -> None:
         model(torch.zeros(1, 3, 62, 62))
     with pytest.raises(InputError, match="63"):
         BenchParams(shards="x", image_size=62)
+
+
+def test_lenet5_has_the_paper_layers_and_about_60k_parameters() -> None:
+    """Two conv + pool stages and three fully connected layers; 62,006 parameters (RGB, 10 classes)."""
+    from imgnet_tools.bench.models import build_model as any_model
+
+    model = any_model("lenet5", 10).eval()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 6, (5, 5)), (6, 16, (5, 5))]
+    assert [(f.in_features, f.out_features) for f in fcs] == [(400, 120), (120, 84), (84, 10)]
+    by_hand = (3 * 25 * 6 + 6) + (6 * 25 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    assert count_parameters(model) == by_hand == 62_006
+    with torch.no_grad():
+        assert model.features(torch.zeros(2, 3, 32, 32)).shape == (2, 16, 5, 5)
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)  # the adaptive pool takes larger inputs
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(1, 3, 12, 12))
+    assert 0 < training_flops_per_image(model, 32) < 2e7
+
+
+def test_bench_params_take_lenet5_at_32_pixels_but_alexnet_not() -> None:
+    from imgnet_tools.bench.params import BenchParams
+    from imgnet_tools.errors import InputError
+
+    assert BenchParams(shards="x", model="lenet5", image_size=32).image_size == 32
+    with pytest.raises(InputError, match="63 for alexnet2012"):
+        BenchParams(shards="x", model="alexnet2012", image_size=32)

@@ -19,7 +19,8 @@ from imgnet_tools.manifest.schemas import validate_json
 from imgnet_tools.report.build import ReportParams, outputs_complete, report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ["images-per-class", "verify-reasons", "duplicates", "shard-sizes", "bench-throughput"]
+SECTIONS = ["images-per-class", "verify-reasons", "duplicates", "shard-sizes", "bench-throughput",
+            "training-curve", "evaluation", "wordnet-matches"]
 
 
 def _manifest(run_dir: Path, data: Path) -> Path:
@@ -55,7 +56,8 @@ def test_report_from_a_manifest_only_says_what_is_missing(run_dir: Path) -> None
     validate_json(doc, "report", "report.json")
     available = {s["id"]: s["available"] for s in doc["sections"]}
     assert available == {"images-per-class": True, "verify-reasons": True, "duplicates": True,
-                         "shard-sizes": False, "bench-throughput": False}
+                         "shard-sizes": False, "bench-throughput": False, "training-curve": False,
+                         "evaluation": False, "wordnet-matches": False}
     notes = {s["id"]: s["note"] for s in doc["sections"]}
     assert "imgnet shard" in notes["shard-sizes"] and "imgnet bench" in notes["bench-throughput"]
     assert [s["kind"] for s in doc["sources"]] == ["manifest"]
@@ -125,7 +127,7 @@ def test_headless_chromium_renders_every_section_and_decodes_every_figure(run_di
     shutil.copy(result.html, html_copy)
     dom = _chromium(["--dump-dom", html_copy.as_uri()], tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-figures-total="5"' in dom.stdout and 'data-figures-decoded="5"' in dom.stdout
+    assert f'data-figures-total="{len(SECTIONS)}"' in dom.stdout and f'data-figures-decoded="{len(SECTIONS)}"' in dom.stdout
     for section in ["run"] + SECTIONS:
         assert f'<section id="{section}">' in dom.stdout
     shot = tmp_path / "shot.png"

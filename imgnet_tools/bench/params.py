@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from imgnet_tools.errors import InputError
 
 MODES = ("loader", "model", "e2e", "all")
-LOADER_CHOICES = ("dali", "baseline", "both")
-MODEL_CHOICES = ("alexnet2012", "alexnet")
+LOADER_CHOICES = ("dali", "baseline", "nvjpeg", "both", "all")
+MODEL_CHOICES = ("alexnet2012", "alexnet", "lenet5")
+# The smallest input each model accepts: AlexNet's three max-pools need 63 px, LeNet-5's two
+# 5x5 convolutions and two poolings 32 px (its native size).
+MIN_IMAGE_SIZE = {"alexnet2012": 63, "alexnet": 63, "lenet5": 32}
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ class BenchParams:
         for name in ("batch_size", "steps", "repeats", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1.")
-        if self.warmup < 0 or self.image_size < 63:
-            raise InputError("warmup must be >= 0 and image_size >= 63 (the smallest input AlexNet's three max-pools accept).")
+        if self.warmup < 0:
+            raise InputError("warmup must be >= 0.")
+        if self.image_size < MIN_IMAGE_SIZE[self.model]:
+            raise InputError(f"image_size must be >= {MIN_IMAGE_SIZE[self.model]} for {self.model} (the smallest input "
+                             f"its convolutions and pools accept); AlexNet needs 63, LeNet-5 32.")
         if (self.workers is not None and self.workers < 0) or (self.threads is not None and self.threads < 1):
             raise InputError("workers must be >= 0 and threads >= 1.")
         if not 0.0 <= self.hw_decoder_load <= 1.0:
@@ -74,7 +80,11 @@ class BenchParams:
     @property
     def loaders(self) -> tuple[str, ...]:
         """Loaders to time, in report order."""
-        return ("dali", "baseline") if self.loader == "both" else (self.loader,)
+        if self.loader == "both":
+            return ("dali", "baseline")
+        if self.loader == "all":
+            return ("dali", "nvjpeg", "baseline")
+        return (self.loader,)
 
     @property
     def modes(self) -> tuple[str, ...]:

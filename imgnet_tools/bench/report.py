@@ -88,7 +88,8 @@ def build_report(params: BenchParams, ranks: list[dict[str, Any]], context: dict
 def format_table(doc: dict[str, Any]) -> str:
     """The people-facing summary: one row per measurement, then the verdicts."""
     dev = doc["devices"]
-    title = (f"AlexNet bench: {doc['model']['name']} ({doc['model']['parameters']:,} params) at "
+    family = "LeNet-5" if doc["model"]["name"] == "lenet5" else "AlexNet"
+    title = (f"{family} bench: {doc['model']['name']} ({doc['model']['parameters']:,} params) at "
              f"{doc['model']['image_size']}px, batch {doc['params']['batch_size']}/device, "
              f"{dev['count']} x {dev['names'][0]} ({dev['type']}, {dev['backend']})")
     lines = [title, f"{'mode':<8} {'loader':<9} {'images/s':>11} {'per device':>11} {'step ms':>9}"]

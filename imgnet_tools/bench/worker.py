@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from imgnet_tools.bench.alexnet import build_model, count_parameters, training_flops_per_image
+from imgnet_tools.bench.alexnet import count_parameters, training_flops_per_image
+from imgnet_tools.bench.models import build_model
 from imgnet_tools.bench.params import BenchParams
 from imgnet_tools.bench.timing import synchronize, timed_repeats
 from imgnet_tools.errors import ImgnetError

@@ -18,12 +18,15 @@ from imgnet_tools.errors import InputError
 @click.option("--mode", type=click.Choice(MODES), default="all", show_default=True,
               help="loader only, model on synthetic device data, e2e (loader feeding training), or all three.")
 @click.option("--model", type=click.Choice(MODEL_CHOICES), default="alexnet2012", show_default=True,
-              help="alexnet2012: the paper's two towers (grouped convs, LRN, 61.0M); alexnet: single tower (61.1M).")
+              help="alexnet2012: the paper's two towers (grouped convs, LRN, 61.0M); alexnet: single tower (61.1M); "
+                   "lenet5: LeCun et al. 1998 (62k at 10 classes; use --image-size 32).")
 @click.option("--loader", type=click.Choice(LOADER_CHOICES), default="both", show_default=True,
-              help="DALI, the webdataset + PIL + DataLoader baseline, or both side by side.")
+              help="DALI, the webdataset + PIL + DataLoader baseline, nvjpeg (torchvision GPU decode), "
+                   "both (dali and baseline) or all three side by side.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per device per step.")
-@click.option("--image-size", type=click.IntRange(min=63), default=224, show_default=True,
-              help="Crop size. Below 224 (e.g. 64) is the reduced-resolution setting for CPU runs and CI.")
+@click.option("--image-size", type=click.IntRange(min=32), default=224, show_default=True,
+              help="Crop size. Below 224 (e.g. 64) is the reduced-resolution setting for CPU runs and CI; "
+                   "AlexNet needs >= 63, LeNet-5 runs at 32.")
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Timed steps per repeat.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed steps first.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats (median reported).")

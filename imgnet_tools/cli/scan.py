@@ -30,6 +30,8 @@ from imgnet_tools.synsets.classlists import PRESET_NAMES
 @click.option("--val-id-map", type=click.Path(exists=True, dir_okay=False),
               help="ILSVRC2012_ID -> wnid for a devkit ground-truth file: the devkit's meta.mat (needs scipy), "
                    "or one wnid per line in ID order.")
+@click.option("--include-background", is_flag=True,
+              help="Caltech-101: keep the BACKGROUND_Google clutter class (left out by default).")
 @click.option("--follow-symlinks", is_flag=True,
               help="Follow symlinks that lead outside the scanned folder (default: a rejected row, symlink_outside).")
 @chunk_rows_option
@@ -37,12 +39,13 @@ from imgnet_tools.synsets.classlists import PRESET_NAMES
 @quiet_option
 @json_option
 def scan(src: tuple[str, ...], quiet: bool, as_json: bool, **options: object) -> None:
-    """Index image folders (ImageFolder, ILSVRC val layout) or CSV/Parquet lists into DIR/manifest.parquet.
+    """Index image folders (ImageFolder, ILSVRC val, Caltech-101) or CSV/Parquet lists into DIR/manifest.parquet.
 
     \b
     Examples:
       imgnet scan data/train data/val --val-labels LOC_val_solution.csv --preset ilsvrc2012 --out work/
       imgnet scan list.csv --classes synsets/classes.tsv --out work/
+      imgnet scan caltech-101/101_ObjectCategories --out work/    # names -> wnids: work/caltech_classes.json
 
     Every file gets a row; files that are empty, not images, unreadable, symlink loops or have
     non-UTF-8 names are rejected rows with a reason. A folder or list that does not name its
@@ -62,6 +65,22 @@ def scan(src: tuple[str, ...], quiet: bool, as_json: bool, **options: object) ->
     echo_counts("splits", result.splits)
     echo_counts("status", result.status)
     echo_counts("reasons", result.reasons)
+    _caltech_line(src, result.manifest)
     if result.split_defaulted:
         note(f"{result.split_defaulted} files had no split (no train/val/test folder or split column): "
              "they are train; pass --split to choose another.")
+
+
+def _caltech_line(src: tuple[str, ...], manifest: str) -> None:
+    """For a Caltech-101 scan: how many category names matched a WordNet lemma, and where the table is."""
+    import json
+    from pathlib import Path
+
+    from imgnet_tools.images import caltech
+
+    table = Path(manifest).parent / caltech.TABLE
+    if not caltech.roots(src) or not table.is_file():
+        return
+    doc = json.loads(table.read_text(encoding="utf-8"))
+    click.echo(f"Caltech-101 categories matched to WordNet: {doc['counts'].get('matched', 0)} of "
+               f"{len(doc['classes'])} (table: {table})" + (f"; {doc['note']}" if doc["note"] else ""))

@@ -65,6 +65,7 @@ class ScanParams:
     val_labels: str | None = None
     val_id_map: str | None = None
     follow_symlinks: bool = False
+    include_background: bool = False
     chunk_rows: int | None = None
     executor: str = "local"
     address: str | None = None
@@ -164,7 +165,7 @@ def _inputs(params: ScanParams) -> tuple[Layout, ClassList]:
     out = Path(params.out)
     labels = read_val_labels(params.val_labels, params.val_id_map) if params.val_labels else None
     layout = Layout(split=params.split, val_labels=labels, exclude=(os.path.abspath(out),),
-                    follow_symlinks=params.follow_symlinks)
+                    follow_symlinks=params.follow_symlinks, include_background=params.include_background)
     classes = load_classes(params.classes, params.preset)
     if classes is None:
         classes = derive_classes(class_names(tuple(params.src), layout))
@@ -285,8 +286,10 @@ def _assemble(params: ScanParams, classes: ClassList, parts: Iterator["pa.Table"
 
     from imgnet_tools.manifest.stream import TableWriter
 
+    from imgnet_tools.images import caltech
+
     target = params.manifest()
-    assembler = _Assembler(classes, target)
+    assembler = _Assembler(classes, target, caltech.wnids_by_name(params.src, classes))
     counts: dict[str, collections.Counter[str]] = {c: collections.Counter() for c in ("split", "status", "reason")}
     rows = 0
     with TableWriter(target, "manifest") as writer:
@@ -297,6 +300,7 @@ def _assemble(params: ScanParams, classes: ClassList, parts: Iterator["pa.Table"
                     if entry["values"] is not None:
                         counter[entry["values"]] += entry["counts"]
             writer.write(table)
+    caltech.write_table(target.parent, params.src, classes, assembler.per_class, params.include_background)
     earlier = assembler.earlier
     # kept: files the earlier manifest had (their keys kept; their later columns too, if unchanged)
     return ScanResult(str(target), rows, rows - earlier.matched, earlier.matched, earlier.rows - earlier.matched,
@@ -315,10 +319,12 @@ class _Assembler:
     """Turns probe parts into manifest rows, in discovery order: labels from the class list, rows
     of an earlier manifest reused where their file is unchanged, unique keys handed out."""
 
-    def __init__(self, classes: ClassList, target: Path) -> None:
+    def __init__(self, classes: ClassList, target: Path, wnids: dict[str, str] | None = None) -> None:
         self.classes = classes
         self.earlier = _Earlier.open(target)
         self.kept = self.defaulted = 0
+        self.wnids = wnids or {}  # class name -> wnid for names that are not wnids (Caltech-101 categories)
+        self.per_class: collections.Counter[str] = collections.Counter()
 
     def tables(self, parts: Iterator["pa.Table"]) -> Iterator["pa.Table"]:
         import pyarrow as pa
@@ -338,6 +344,9 @@ class _Assembler:
         path, size, mtime = found["path"], found["bytes"], found["mtime_ns"]
         self.defaulted += bool(found["split_defaulted"])
         label, wnid, class_name, label_reason = _resolve(found["class_name"], found["label"], self.classes)
+        if class_name is not None:
+            self.per_class[class_name] += 1
+            wnid = wnid or self.wnids.get(class_name)
         reason = _first_reason(found["cand_reason"], found["probe_reason"],
                                "non_utf8_name" if found["non_utf8"] else None, label_reason)
         if old is not None and reason is None and _unchanged(old, size, mtime) and old.get("reason") not in SCAN_REASONS:

@@ -61,6 +61,7 @@ class Layout:
     val_labels: dict[str, str] | None = None
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
+    include_background: bool = False  # Caltech-101's BACKGROUND_Google class (images.caltech)
 
 
 def discover(srcs: tuple[str, ...], layout: Layout) -> Iterator[Candidate]:
@@ -116,6 +117,11 @@ def _check_src(src: Path) -> None:
 def _discover_one(src: Path, layout: Layout) -> Iterator[Candidate]:
     if src.is_file():
         yield from read_list(src, layout.split)
+        return
+    from imgnet_tools.images import caltech
+
+    if (root := caltech.categories_root(src)) is not None:
+        yield from caltech.candidates(root, layout.split, layout.include_background, layout.exclude)
         return
     split_dirs = [src / s for s in SPLITS if (src / s).is_dir()]
     if split_dirs and layout.split is None:
@@ -212,10 +218,15 @@ def _dir_id(path: Path) -> tuple[int, int]:
 def class_names(srcs: tuple[str, ...], layout: Layout) -> set[str]:
     """Class names the inputs use, without walking every file: class sub-folders of each split
     folder, the validation labels' classes, and a list's ``wnid`` column (read in chunks)."""
+    from imgnet_tools.images import caltech
+
     names: set[str] = set()
     for src in (Path(os.path.abspath(s)) for s in srcs):
         if src.is_file():
             names.update(c.class_name for c in read_list(src, layout.split) if c.class_name)
+            continue
+        if (root := caltech.categories_root(src)) is not None:
+            names.update(caltech.category_names(root, layout.include_background))
             continue
         split_dirs = [src / s for s in SPLITS if (src / s).is_dir()] if layout.split is None else []
         for folder in split_dirs or [src]:

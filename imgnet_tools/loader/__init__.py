@@ -9,7 +9,12 @@
               per rank, decode ``mixed`` (nvJPEG) on a GPU or ``cpu`` with ``device_id=None``,
               random-resized-crop, flip, normalise; torch tensors through DALI's PyTorch iterator.
 ``baseline``  the same augmentation with webdataset + PIL + a torch DataLoader with N workers.
-``select``    a loader by name (``dali`` / ``baseline``), importing DALI only when it is asked for.
+``nvjpeg``    batched GPU decode with ``torchvision.io.decode_jpeg(..., device="cuda")`` over the
+              shards (read with ``tarfile`` in a thread), then ``tensor_augment`` on the device;
+              torchvision imported only when the loader starts.
+``tensor_augment``  the same random-resized-crop / flip / normalise on decoded tensors, in plain
+              torch on any device (CPU tensors in the tests, CUDA tensors after nvJPEG).
+``select``    a loader by name (``dali`` / ``baseline`` / ``nvjpeg``), importing DALI only when it is asked for.
 ``labels``    ``KEY.cls`` bytes (ASCII decimal, zero-padded by DALI) to int64 labels, in torch.
 ``check``     :func:`check`: DALI's decoded samples against the baseline reader on the same shards.
 

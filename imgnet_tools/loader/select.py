@@ -1,4 +1,4 @@
-"""Pick a loader by name without importing DALI unless it is the one asked for."""
+"""Pick a loader by name without importing DALI (or torchvision, for nvjpeg) unless it is the one asked for."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from imgnet_tools.loader.shardset import ShardSet
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-LOADERS = ("dali", "baseline")
+LOADERS = ("dali", "baseline", "nvjpeg")
 
 
 def train_batches(name: str, shards: ShardSet, params: LoaderParams, rank: int, world: int,
@@ -24,4 +24,8 @@ def train_batches(name: str, shards: ShardSet, params: LoaderParams, rank: int, 
         from imgnet_tools.loader import baseline
 
         return baseline.train_batches(shards, params, rank, world, device)
+    if name == "nvjpeg":
+        from imgnet_tools.loader import nvjpeg
+
+        return nvjpeg.train_batches(shards, params, rank, world, device)
     raise ValueError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")

@@ -87,6 +87,11 @@ STAGES: dict[str, StageDef] = {
         StageDef("shard", "imgnet_tools.shards.write", "ShardParams", "shard", "imgnet shard",
                  ("manifest", "out", "words")),
         StageDef("bench", "imgnet_tools.bench.run", "BenchParams", "bench", "imgnet bench", ("shards", "out")),
+        StageDef("train", "imgnet_tools.train.loop", "TrainParams", "train", "imgnet train", ("shards", "out")),
+        StageDef("predict", "imgnet_tools.train.predict", "PredictParams", "predict", "imgnet predict",
+                 ("checkpoint", "shards", "out")),
+        StageDef("eval", "imgnet_tools.evaluate.run", "EvalParams", "evaluate", "imgnet eval",
+                 ("predictions", "manifest", "truth", "classes", "synsets", "real", "out")),
         StageDef("report", "imgnet_tools.report.build", "ReportParams", "report", "imgnet report", ("dir", "out")),
     )
 }

@@ -57,6 +57,9 @@ class RunData:
     manifest: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     bench: list[dict[str, Any]] = field(default_factory=list)
+    train: dict[str, Any] | None = None  # the newest *.train.json (schema train_record)
+    evaluation: dict[str, Any] | None = None  # the newest imgnet eval --out report (schema eval_report)
+    caltech: dict[str, Any] | None = None  # caltech_classes.json of a Caltech-101 scan
     sources: list[Source] = field(default_factory=list)
 
 
@@ -147,11 +150,31 @@ def discover(root: Path) -> tuple[dict[str, Any] | None, dict[str, Path]]:
         "manifest": [p for p in files if p.name == MANIFEST and _parquet_kind(p) == "manifest"],
         "dataset": [p for p in files if p.name == DATASET],
         "bench_report": [p for p in files if p.suffix == ".json" and "bench" in p.name and _read_bench(p)],
+        **learning_kinds(files),
     }
     for kind, paths in kinds.items():
         if paths:
             found[kind] = max(paths, key=lambda p: p.stat().st_mtime_ns)
     return run, found
+
+
+def _valid_doc(path: Path, schema: str) -> dict[str, Any] | None:
+    """The JSON document at ``path`` when it follows ``schema``, else None."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        validate_json(doc, schema, str(path))
+    except (OSError, ValueError, SchemaError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def learning_kinds(files: list[Path]) -> dict[str, list[Path]]:
+    """Training records, evaluation reports and Caltech name tables among ``files`` (learning sections)."""
+    return {
+        "train_record": [p for p in files if p.name.endswith(".train.json") and _valid_doc(p, "train_record")],
+        "eval_report": [p for p in files if p.suffix == ".json" and "eval" in p.name and _valid_doc(p, "eval_report")],
+        "caltech_classes": [p for p in files if p.name == "caltech_classes.json" and _valid_doc(p, "caltech_classes")],
+    }
 
 
 MANIFEST_COLUMNS = ("key", "split", "label", "wnid", "status", "reason", "path", "source_path", "cluster_id", "dup_of")
@@ -194,6 +217,8 @@ def collect(root: Path) -> RunData:
         data.dataset = doc
     if "bench_report" in found:
         data.bench = _read_bench(found["bench_report"])
+    data.train, data.evaluation, data.caltech = (_valid_doc(found[k], k) if k in found else None
+                                                 for k in ("train_record", "eval_report", "caltech_classes"))
     data.sources = [Source.of(p, kind) for kind, p in found.items()]
     return data
 

@@ -217,3 +217,12 @@ SECTIONS: tuple[Section, ...] = (
     Section("shard-sizes", "Shard sizes", _draw_shards, _table_shards),
     Section("bench-throughput", "Bench throughput", _draw_bench, _table_bench),
 )
+
+
+def _learning_sections() -> tuple[Section, ...]:
+    from imgnet_tools.report.learning import SECTIONS as LEARNING
+
+    return tuple(Section(*s) for s in LEARNING)
+
+
+SECTIONS = SECTIONS + _learning_sections()

@@ -459,3 +459,36 @@ def setup_wordnet(
     if staged_version != WORDNET_VERSION:
         raise WordNetError(f"{source} is WordNet {staged_version}, not 3.0; install WordNet 3.0 ({HOW_TO_GET})")
     return SetupResult("staged", str(folder), staged_version, str(source))
+
+
+# ----------------------------------------------------------------------------------------------
+# Lemma look-up (synsets.lemmas: category names of other datasets -> wnids)
+
+
+@dataclass(frozen=True)
+class Sense:
+    """One noun sense of a lemma: the synset, its lexicographer file, whether it is an instance
+    (a proper noun: only instance-of parents), and the lemma spelling WordNet uses."""
+
+    offset: int
+    lexname: str
+    instance: bool
+    lemma: str
+
+
+def noun_senses(queries: Iterable[str], wordnet_dir: str | None = None) -> dict[str, list[Sense]]:
+    """Noun senses of each query word, most frequent first (nltk's order, with morphy: plurals
+    and inflections are looked up as their base form). Spaces in a query count as underscores."""
+    reader, _ = open_wordnet(wordnet_dir)
+    found: dict[str, list[Sense]] = {}
+    for query in queries:
+        word = query.strip().replace(" ", "_")
+        senses = []
+        bases = {word.lower(), *(b.lower() for b in reader._morphy(word, "n"))} if word else set()
+        for s in reader.synsets(word, pos="n") if word else []:
+            pointers = s._pointers
+            names = [n for n in s._lemma_names if n.lower() in bases] or [s._lemma_names[0]]
+            senses.append(Sense(s._offset, s._lexname, not pointers.get("@") and bool(pointers.get("@i")),
+                                names[0].replace("_", " ")))
+        found[query] = senses
+    return found
