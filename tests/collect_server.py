@@ -25,6 +25,7 @@ Serves images from memory at ``/img/NAME`` and the fault endpoints the tests nee
 ``/optout/ID``                 the image with ``X-Robots-Tag: noai``
 ``/optout-imgnet/ID``          ``X-Robots-Tag: imgnet: noimageai``
 ``/optout-other/ID``           ``X-Robots-Tag: otherbot: noindex`` (not for us: fetched)
+``/toggle/ID``                 503 until the test sets ``handlers.toggle_ok``, then the image
 
 Hits per path and the User-Agents seen are recorded. ``latency`` delays every response (the
 benchmark's stand-in for the internet). Run standalone for the benchmark::
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import gzip
 import os
 import socket
@@ -58,6 +60,21 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
+@functools.lru_cache(maxsize=1)
+def _gzip_bomb() -> bytes:
+    """90 MiB of JPEG-looking bytes, gzipped (made once: compressing takes a while)."""
+    return gzip.compress(b"\xff\xd8\xff" + b"\x00" * (90 << 20), compresslevel=6)
+
+
+def _h(fn: Any) -> Any:
+    """A coroutine handler around a plain function (aiohttp wants async handlers)."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = fn(request)
+        return response
+
+    return handler
+
+
 class App:
     """The handlers, over an in-memory image table."""
 
@@ -66,36 +83,38 @@ class App:
         self.latency = latency
         self.hits: collections.Counter[str] = collections.Counter()
         self.agents: set[str] = set()
-        self.other_port: int | None = None
+        self.toggle_ok = False
+        _gzip_bomb()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/img/{name}", self.img)
-        r.add_get("/404", lambda req: web.Response(status=404, text="no"))
-        r.add_get("/gone", lambda req: web.Response(status=410, text="gone"))
-        r.add_get("/forbidden", lambda req: web.Response(status=403, text="no"))
+        r.add_get("/404", _h(lambda req: web.Response(status=404, text="no")))
+        r.add_get("/gone", _h(lambda req: web.Response(status=410, text="gone")))
+        r.add_get("/forbidden", _h(lambda req: web.Response(status=403, text="no")))
         r.add_get("/flaky/{name}", self.flaky)
+        r.add_get("/toggle/{name}", _h(lambda req: self._image(req) if self.toggle_ok else web.Response(status=503)))
         r.add_get("/limited/{name}", self.limited)
-        r.add_get("/limited-long/{name}", lambda req: web.Response(status=429, headers={"Retry-After": "3600"}))
+        r.add_get("/limited-long/{name}", _h(lambda req: web.Response(status=429, headers={"Retry-After": "3600"})))
         r.add_get("/chain/{n}/{name}", self.chain)
         r.add_get("/loop/{side}", self.loop)
-        r.add_get("/redirect", lambda req: web.Response(status=302, headers={"Location": req.query["to"]}))
-        r.add_get("/no-location", lambda req: web.Response(status=302))
+        r.add_get("/redirect", _h(lambda req: web.Response(status=302, headers={"Location": req.query["to"]})))
+        r.add_get("/no-location", _h(lambda req: web.Response(status=302)))
         r.add_get("/slow", self.slow)
         r.add_get("/stall", self.stall)
         r.add_get("/truncated/{name}", self.truncated)
         r.add_get("/huge", self.huge)
         r.add_get("/huge-stream", self.huge_stream)
         r.add_get("/gzip-bomb", self.gzip_bomb)
-        r.add_get("/wrong-type/{name}", lambda req: self._image(req, content_type="text/html"))
-        r.add_get("/html", lambda req: web.Response(body=b"<!doctype html><html><body>hi</body></html>",
-                                                    content_type="image/jpeg"))
-        r.add_get("/empty", lambda req: web.Response(body=b"", content_type="image/jpeg"))
-        r.add_get("/bomb", lambda req: web.Response(body=bomb_png(), content_type="image/png"))
-        r.add_get("/optout/{name}", lambda req: self._image(req, headers={"X-Robots-Tag": "noai"}))
-        r.add_get("/optout-imgnet/{name}", lambda req: self._image(req, headers={"X-Robots-Tag": "imgnet: noimageai"}))
-        r.add_get("/optout-other/{name}", lambda req: self._image(req, headers={"X-Robots-Tag": "otherbot: noindex"}))
+        r.add_get("/wrong-type/{name}", _h(lambda req: self._image(req, content_type="text/html")))
+        r.add_get("/html", _h(lambda req: web.Response(body=b"<!doctype html><html><body>hi</body></html>",
+                                                    content_type="image/jpeg")))
+        r.add_get("/empty", _h(lambda req: web.Response(body=b"", content_type="image/jpeg")))
+        r.add_get("/bomb", _h(lambda req: web.Response(body=bomb_png(), content_type="image/png")))
+        r.add_get("/optout/{name}", _h(lambda req: self._image(req, headers={"X-Robots-Tag": "noai"})))
+        r.add_get("/optout-imgnet/{name}", _h(lambda req: self._image(req, headers={"X-Robots-Tag": "imgnet: noimageai"})))
+        r.add_get("/optout-other/{name}", _h(lambda req: self._image(req, headers={"X-Robots-Tag": "otherbot: noindex"})))
         return app
 
     @web.middleware
@@ -182,8 +201,7 @@ class App:
         return resp
 
     async def gzip_bomb(self, request: web.Request) -> web.Response:
-        body = gzip.compress(b"\xff\xd8\xff" + b"\x00" * (90 << 20), compresslevel=9)
-        return web.Response(body=body, headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+        return web.Response(body=_gzip_bomb(), headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
 
 
 class ServerThread:

@@ -146,6 +146,8 @@ def _todo(rows: list[dict[str, Any]], params: VerifyParams) -> list[int]:
 def _needs_check(row: dict[str, Any], policy: str, fixing: bool) -> bool:
     if row.get("reason") in SCAN_REASONS:
         return False  # rejected by scan (missing, empty, ...): nothing to decode; re-scan to refresh
+    if "url" in row and row["status"] == "rejected" and row.get("verify_policy") is None:
+        return False  # rejected by collect (the fetch failed, no file): re-collect with --retry to refresh
     if row["status"] not in VERIFIED or row.get("verify_policy") != policy:
         return True
     if row["status"] == "fixable" and fixing:
