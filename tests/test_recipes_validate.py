@@ -257,4 +257,4 @@ def test_a_shipped_recipe_runs_by_name_with_a_workdir(tmp_path: Path, invoke) ->
     assert result.exit_code == 0 and "missing input: data" in result.output
     assert invoke("run", "demo", "--dry-run").exit_code == 2  # where would its paths go?
     missing = invoke("run", "no-such-recipe", "--dry-run")
-    assert missing.exit_code == 1 and "shipped: demo, imagenet-1k, imagenet-21k" in missing.output
+    assert missing.exit_code == 1 and "shipped: demo, from-urls, imagenet-1k, imagenet-21k" in missing.output

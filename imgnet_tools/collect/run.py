@@ -135,7 +135,7 @@ def collect(params: CollectParams, progress: Callable[[int], None] | None = None
         write_run(out, record)
     status, reasons = summarize(out / MANIFEST)
     return CollectResult(
-        manifest=str(out / MANIFEST), rows=record["rows"], chunks=record["chunks"], chunks_run=len(todo),
+        manifest=str(Path(params.out) / MANIFEST), rows=record["rows"], chunks=record["chunks"], chunks_run=len(todo),
         tried=sum(r.tried for r in results), stored_bytes=sum(r.stored_bytes for r in results),
         classes=record.get("classes", 0), status=status, reasons=reasons, params=run_params(params),
     )
