@@ -71,11 +71,11 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             def record(j: int, outcome: Outcome) -> None:
                 row = manifest_row(planned[todo[j]], outcome, out)
                 done[todo[j]] = row
+                # buffered: a kill loses at most the last few lines, whose URLs are then fetched again
                 log.write(json.dumps({"i": todo[j], "row": _jsonable(row)}, separators=(",", ":")) + "\n")
-                log.flush()
 
             asyncio.run(fetch_all([planned[i]["url"] for i in todo], task.config, store, on_result=record))
-        stored_bytes = sum(p.stat().st_size for p in store.written)
+        stored_bytes = store.new_bytes
         store.sync()
     rows = [done.get(i) or manifest_row(r, None, out) for i, r in enumerate(planned)]
     _commit(out, task.index, rows)

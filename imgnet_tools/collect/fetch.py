@@ -42,6 +42,7 @@ OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai", "noimageindex", "noindex", 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
 READ_CHUNK = 1 << 16
+IN_MEMORY = 8 << 20  # bodies up to this size (by Content-Length) are read whole; larger ones stream to disk
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class Fetcher:
         body = self.store.new_body()
         outcome = Outcome(final_url=url)
         try:
-            await asyncio.wait_for(self._follow(url, body, outcome), self.config.timeout)
+            await self._follow(url, body, outcome)
         except (asyncio.CancelledError, ImgnetError):  # cancelled, or the store failed (disk full): the run stops
             body.discard()
             raise
@@ -246,12 +247,20 @@ class Fetcher:
 
     async def _follow(self, url: str, body: Body, outcome: Outcome) -> None:
         """Request ``url``, following redirects by hand, and receive the body into ``body``."""
+        import aiohttp
+
         assert self._session is not None  # noqa: S101 - internal invariant: used inside ``async with``
         cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.timeout  # one budget for the whole try: every hop and the body
         seen = {url}
         current = url
         for _hop in range(cfg.max_redirects + 1):
-            async with self._session.get(current, allow_redirects=False) as resp:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=cfg.connect_timeout)
+            async with self._session.get(current, allow_redirects=False, timeout=timeout) as resp:
                 outcome.http_status, outcome.final_url = resp.status, current
                 outcome.content_type = resp.headers.get("Content-Type")
                 if resp.status in REDIRECTS:
@@ -301,6 +310,13 @@ class Fetcher:
             return
         if resp.content_length is not None and resp.content_length > cfg.max_bytes:
             outcome.reason, outcome.error = "too_large", f"Content-Length {resp.content_length} above --max-bytes {cfg.max_bytes}"
+            return
+        if resp.content_length is not None and resp.content_length <= IN_MEMORY and "Content-Encoding" not in resp.headers:
+            # The common case (an image of known, modest size, not compressed on the wire): one read
+            # into memory, then hashed and written once; no streaming bookkeeping per chunk.
+            data = await resp.read()
+            stored, reason, detail = self.store.put(data)
+            outcome.stored, outcome.reason, outcome.error = stored, reason, detail
             return
         async for data in resp.content.iter_chunked(READ_CHUNK):
             if body.size + len(data) > cfg.max_bytes:

@@ -15,9 +15,11 @@ Nothing from a URL ever reaches a file name: files are named by the sha256 of th
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 MAX_URL_LENGTH = 8192
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SCHEMES = ("http", "https")
 
 
@@ -82,7 +84,7 @@ def check_url(url: str | None, policy: AddressPolicy) -> tuple[str | None, str |
         return "bad_url", "no URL"
     if len(url) > MAX_URL_LENGTH:
         return "bad_url", f"URL longer than {MAX_URL_LENGTH} characters"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if _CONTROL.search(url):
         return "bad_url", "control character in the URL"
     try:
         parsed = URL(url)
