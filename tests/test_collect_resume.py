@@ -182,3 +182,22 @@ def test_ray_gives_the_same_files_and_manifest_as_local(server, reference, ray_s
     assert result.chunks_run == 13
     assert _files(out) == _files(ref_out)
     assert _comparable(out) == _comparable(ref_out)
+
+
+def test_a_lost_part_is_fetched_again_after_spooling_anew(server, reference, tmp_path: Path) -> None:
+    listing, ref_out, _ = reference
+    out = tmp_path / "out"
+    collect(_params(listing, out))
+    (out / "_state" / "parts" / "000004.parquet").unlink()  # as if a power cut lost it
+    again = collect(_params(listing, out))
+    assert (again.chunks_run, again.tried) == (1, 10)
+    assert _comparable(out) == _comparable(ref_out)
+    assert not list((out / "_state" / "chunks").glob("*"))
+
+
+def test_an_empty_list_gives_an_empty_manifest(tmp_path: Path) -> None:
+    listing = tmp_path / "urls.csv"
+    listing.write_text("url,wnid\n")
+    result = collect(CollectParams(urls=(str(listing),), out=str(tmp_path / "out"), workers=1))
+    assert (result.rows, result.chunks, result.status) == (0, 0, {})
+    assert read_table(tmp_path / "out" / "manifest.parquet", "manifest").num_rows == 0

@@ -29,8 +29,8 @@ from typing import Any
 from imgnet_tools.collect.chunk import ChunkResult, ChunkTask, run_chunk
 from imgnet_tools.collect.fetch import USER_AGENT, FetchConfig
 from imgnet_tools.collect.inputs import check_inputs
-from imgnet_tools.collect.state import (MANIFEST, clean_tmp, file_digest, fingerprint, input_facts, locked,
-                                        part_path, read_run, reset_plan, write_run)
+from imgnet_tools.collect.state import (MANIFEST, chunk_path, clean_tmp, file_digest, fingerprint, input_facts,
+                                        locked, part_path, read_run, reset_plan, write_run)
 from imgnet_tools.collect.urls import AddressPolicy
 from imgnet_tools.errors import InputError, OutputExistsError
 from imgnet_tools.execute.local import resolve_workers
@@ -237,16 +237,24 @@ def _plan(params: CollectParams, paths: list[Path], out: Path,
         record = None
     elif record is None and (out / MANIFEST).exists() and not params.overwrite:
         raise OutputExistsError(f"{out}/{MANIFEST} exists but was not written by collect; pass --overwrite or choose another --out.")
-    if record is not None and record["spooled"]:
+    if record is not None and record["spooled"] and _plan_intact(out, record["chunks"]):
         return record, record.get("classes", 0)
     classes = class_list(paths, params.classes, params.preset)
     record = {"fingerprint": fp, "inputs": facts, "rows": 0, "chunks": 0, "chunk_size": params.chunk_size,
               "classes": len(classes), "spooled": False, "complete": False, "params": run_params(params)}
     write_run(out, record)
     rows, chunks = spool(paths, classes, params.split, params.chunk_size, out)
+    for i in range(chunks):  # spooled again after a loss: finished chunks keep their parts
+        if part_path(out, i).is_file():
+            chunk_path(out, i).unlink()
     record.update(rows=rows, chunks=chunks, spooled=True)
     write_run(out, record)
     return record, len(classes)
+
+
+def _plan_intact(out: Path, chunks: int) -> bool:
+    """True when every chunk has its part or its spooled input (a lost file means spooling again)."""
+    return all(part_path(out, i).is_file() or chunk_path(out, i).is_file() for i in range(chunks))
 
 
 def _chunks_to_run(out: Path, chunks: int, retry: tuple[str, ...]) -> list[int]:
