@@ -13,6 +13,7 @@ PACKAGES = [
     "imgnet_tools.cli",
     "imgnet_tools.synsets",
     "imgnet_tools.images",
+    "imgnet_tools.collect",
     "imgnet_tools.dedup",
     "imgnet_tools.shards",
     "imgnet_tools.manifest",
@@ -53,6 +54,8 @@ setup(
         "webdataset>=0.2.86",
         # pillow-simd must be the only PIL: `make` uninstalls `pillow` before installing it.
         "pillow-simd>=9.0",
+        # imgnet collect: the asyncio HTTP client (see docs/CONTRACTS.md for the choice).
+        "aiohttp>=3.10.10",  # ClientConnectorDNSError
         # Any torch >= 2.1 satisfies this, so a CUDA build already installed is kept; the Makefile
         # pre-installs the local CPU wheel (torch==2.13.0) on machines without one.
         "torch>=2.1",

@@ -8,6 +8,8 @@ The map (keep it true; ``tests/test_architecture.py`` checks that every package 
 ``synsets``    WordNet 3.0 access (``synsets.wordnet`` is the only nltk importer), the noun graph,
                scopes and presets, ImageNet-format exports.
 ``images``     one image at a time: sniff, decode, verify, fix; content and perceptual hashes.
+``collect``    download URL lists (fall11_urls.txt, CSV/Parquet/JSONL) into a content-addressed folder
+               and a manifest verify/dedup/shard take; resumable, chunked over the executors.
 ``dedup``      near-duplicate search over many hashes, clusters, keep policy.
 ``shards``     shard plan, deterministic tar writer and reader, DALI index, shard checks.
 ``manifest``   schemas read from ``schemas/``, atomic writes, Parquet I/O (only pyarrow importer

@@ -258,4 +258,4 @@ def test_a_shipped_recipe_runs_by_name_with_a_workdir(tmp_path: Path, invoke) ->
     assert invoke("run", "demo", "--dry-run").exit_code == 2  # where would its paths go?
     missing = invoke("run", "no-such-recipe", "--dry-run")
     assert missing.exit_code == 2 and "shipped: demo, " in missing.output
-    assert all(name in missing.output for name in ("demo-train", "imagenet-1k", "imagenet-21k"))
+    assert all(name in missing.output for name in ("demo-train", "from-urls", "imagenet-1k", "imagenet-21k"))

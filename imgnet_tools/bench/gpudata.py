@@ -48,7 +48,8 @@ def make_shards(root: Path, images: int, width: int = 500, height: int = 375, wo
     """``images`` JPEGs under ``root/img`` and their shards in ``root/shards``; (shard dir, image bytes)."""
     import pyarrow as pa
 
-    from imgnet_tools.execute.tasks import ExecutorParams, run_tasks
+    from imgnet_tools.execute.params import ExecutorParams
+    from imgnet_tools.execute.tasks import run_tasks
     from imgnet_tools.manifest.parquet import write_table
     from imgnet_tools.shards.write import ShardParams, shard
 

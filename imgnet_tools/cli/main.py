@@ -21,6 +21,7 @@ from imgnet_tools.errors import ImgnetError
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "synsets": ("synsets:synsets", "WordNet 3.0 synset trees: build, show, stats."),
     "scan": ("scan:scan", "Index image folders or lists into manifest.parquet."),
+    "collect": ("collect:collect", "Download URL lists (fall11_urls.txt, CSV/Parquet) into a manifest."),
     "verify": ("verify:verify", "Check every image by its content; optionally write fixed copies."),
     "dedup": ("dedup:dedup", "Find exact and near-duplicate images, within and across splits."),
     "shard": ("shard:shard", "Write webdataset tar shards, DALI indexes and Parquet manifests."),
@@ -138,6 +139,7 @@ def cli(debug: bool) -> None:
     Typical flow:
       imgnet synsets build --preset ilsvrc2012 --out synsets/
       imgnet scan train/ val/ --classes synsets/classes.tsv --out work/
+        (or: imgnet collect urls.csv --classes synsets/classes.tsv --out work/)
       imgnet verify work/manifest.parquet
       imgnet dedup work/manifest.parquet
       imgnet shard work/manifest.parquet --size 1000 --out shards/

@@ -99,3 +99,40 @@ def _counter(label: str) -> Iterator[Callable[[int], None]]:
 
     yield tick
     click.echo(f"\r{label}: {done[0]}", err=True)
+
+
+@contextmanager
+def counts_bar(label: str, quiet: bool = False) -> Iterator[Callable[[Mapping[str, Any]], None]]:
+    """A display for stages that report snapshots ``{"rows", "done", "status", "reasons"}``:
+    one line on stderr, rewritten at most ten times a second, with the share done, the rate,
+    successes and failures by reason. Nothing when stderr is not a terminal or ``quiet``."""
+    import time
+
+    if quiet or not sys.stderr.isatty():
+        yield lambda snapshot: None
+        return
+    start = time.monotonic()
+    state: dict[str, Any] = {"last": 0.0, "line": "", "base": None}
+
+    def show(snapshot: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        if state["base"] is None:
+            state["base"] = snapshot.get("done", 0)
+        rows, done = snapshot.get("rows", 0), snapshot.get("done", 0)
+        if now - state["last"] < 0.1 and done < rows:
+            return
+        state["last"] = now
+        rate = (done - state["base"]) / max(now - start, 1e-9)
+        status = snapshot.get("status", {})
+        failed = status.get("rejected", 0)
+        worst = sorted(snapshot.get("reasons", {}).items(), key=lambda kv: -kv[1])[:3]
+        why = f" ({', '.join(f'{k} {v}' for k, v in worst)})" if worst else ""
+        share = f"{100 * done / rows:3.0f}%" if rows else "  -"
+        line = (f"{label}: {share} {done}/{rows} | ok {sum(status.values()) - failed} | "
+                f"failed {failed}{why} | {rate:.0f}/s")
+        click.echo("\r" + line.ljust(len(state["line"])), err=True, nl=False)
+        state["line"] = line
+
+    yield show
+    if state["line"]:
+        click.echo("", err=True)

@@ -23,11 +23,17 @@ from imgnet_tools.images.sniff import DECODABLE, claimed_format, sniff_format
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+# Rejected by ``imgnet collect`` because the fetch failed or was refused (no file was stored).
+# Collect also uses unknown_class, empty, not_an_image, too_large, truncated and bomb below.
+COLLECT_REASONS = (
+    "bad_url", "private_host", "dns", "connection", "tls", "timeout", "too_many_redirects", "redirect_loop",
+    "bad_redirect", "http_404", "http_429", "http_4xx", "http_5xx", "http_other", "opted_out",
+)
 # Rejected: the image cannot be used. Scan-time reasons first (set before any decode).
 REJECT_REASONS = (
     "missing", "unreadable", "symlink_loop", "symlink_outside", "not_a_file", "non_utf8_name", "unknown_class",
-    "empty", "not_an_image", "unsupported_format", "bad_header", "bomb", "truncated", "corrupt",
-    "too_small", "too_large", "bad_aspect", "timeout", "crashed_decoder", "internal_error",
+    *COLLECT_REASONS, "empty", "not_an_image", "unsupported_format", "bad_header", "bomb", "truncated", "corrupt",
+    "too_small", "too_large", "bad_aspect", "crashed_decoder", "internal_error",  # timeout: in COLLECT_REASONS
 )
 # Fixable: a normalised copy (RGB JPEG, orientation applied, first frame) is usable.
 FIXABLE_REASONS = (

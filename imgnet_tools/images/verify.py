@@ -53,7 +53,7 @@ RESULT_COLUMNS = ("path", "bytes", "mtime_ns", "source_bytes", "source_mtime_ns"
                   "width", "height", "status", "reason", "issues", "detail", "verify_policy")
 # What planning reads of the manifest (the rest of each row is carried over as it is).
 PLAN_COLUMNS = ("key", "path", "source_path", "status", "reason", "verify_policy", "bytes", "mtime_ns",
-                "source_bytes", "source_mtime_ns")
+                "source_bytes", "source_mtime_ns", "url")
 DEFAULT_DECODE_TIMEOUT = 120.0
 TIMEOUT_GRACE = 30.0  # seconds a worker gets beyond the decode limits before it is killed
 INT32_MAX = 2**31 - 1
@@ -221,9 +221,11 @@ def _plan(manifest: str, size: int, policy: str, fix_dir: str | None, key: str,
         cols = {name: table.column(name).to_pylist() for name in PLAN_COLUMNS}
         items: list[Item] = []
         for offset in range(table.num_rows):
+            status = cols["status"][offset]
             if cols["reason"][offset] in SCAN_REASONS:
                 continue  # rejected by scan (missing, empty, ...): nothing to decode; re-scan to refresh
-            status = cols["status"][offset]
+            if cols["url"][offset] is not None and status == "rejected" and cols["verify_policy"][offset] is None:
+                continue  # rejected by collect (the fetch failed, no file): re-collect with --retry to refresh
             fixing = fix_dir is not None
             force = status not in VERIFIED or cols["verify_policy"][offset] != policy or (status == "fixable" and fixing)
             fix_to = os.path.join(fix_dir, f"{cols['key'][offset]}.jpg") if fix_dir else None

@@ -43,8 +43,18 @@ def load_schema(name: str) -> dict[str, Any]:
     path = schemas_dir() / f"{name}.schema.json"
     if not path.is_file():
         raise SchemaError(f"no schema named {name!r} in {schemas_dir()}; known: {', '.join(schema_names())}")
-    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=functools.partial(_unique, path))
     return doc
+
+
+def _unique(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (JSON would keep the last one silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SchemaError(f"{path}: key {key!r} appears twice in one object; keep one.")
+        seen[key] = value
+    return seen
 
 
 def format_version(name: str) -> int:

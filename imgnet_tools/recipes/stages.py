@@ -81,6 +81,8 @@ STAGES: dict[str, StageDef] = {
                  ("out", "wnids", "wordnet_dir")),
         StageDef("scan", "imgnet_tools.images.scan", "ScanParams", "scan", "imgnet scan",
                  ("src", "out", "classes", "val_labels", "val_id_map")),
+        StageDef("collect", "imgnet_tools.collect.run", "CollectParams", "collect", "imgnet collect",
+                 ("urls", "out", "classes")),
         StageDef("verify", "imgnet_tools.images.verify", "VerifyParams", "verify", "imgnet verify",
                  ("manifest", "out", "fix")),
         StageDef("dedup", "imgnet_tools.dedup.run", "DedupParams", "dedup", "imgnet dedup", ("manifest", "out")),
