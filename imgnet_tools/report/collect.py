@@ -180,29 +180,51 @@ def learning_kinds(files: list[Path]) -> dict[str, list[Path]]:
 MANIFEST_COLUMNS = ("key", "split", "label", "wnid", "status", "reason", "path", "source_path", "cluster_id", "dup_of")
 
 
+MAX_CLUSTERS = 500  # clusters whose rows the report keeps (the largest; the dedup reports list all)
+
+
 def _manifest_summary(path: Path) -> dict[str, Any]:
-    """Counts by (split, class, status) and by reason, and the rows of duplicate clusters.
+    """Counts by (split, class, status) and by reason, and the rows of the largest duplicate clusters.
 
-    Aggregated in Arrow so that a 1.2M-row manifest never becomes Python objects row by row.
+    Read chunk by chunk and aggregated in Arrow, so a 14M-row manifest never becomes Python rows:
+    the counts are summed over chunks, cluster sizes kept as one numpy array, and a second pass
+    reads the rows of the :data:`MAX_CLUSTERS` largest clusters only.
     """
-    import pyarrow.parquet as pq
+    import collections
 
-    from imgnet_tools.manifest.parquet import read_table
-
-    present = set(pq.read_schema(path).names)
-    table = read_table(path, "manifest", columns=[c for c in MANIFEST_COLUMNS if c in present])
-    for col in ("label", "wnid", "reason", "cluster_id", "dup_of"):
-        if col not in table.column_names:
-            import pyarrow as pa
-
-            table = table.append_column(col, pa.nulls(table.num_rows))
-    by_class = table.group_by(["split", "label", "wnid", "status"]).aggregate([("key", "count")]).to_pylist()
-    by_reason = table.group_by(["status", "reason"]).aggregate([("key", "count")]).to_pylist()
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    dups = table.filter(pc.is_valid(table["cluster_id"])).select(
-        ["key", "split", "path", "source_path", "cluster_id", "dup_of", "status"]).to_pylist()
-    return {"rows": table.num_rows, "by_class": by_class, "by_reason": by_reason, "clusters": dups}
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    by_class: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    by_reason: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    sizes = np.zeros(0, dtype=np.int64)
+    rows = 0
+    for table in iter_chunks(path, "manifest", 65536, columns=list(MANIFEST_COLUMNS)):
+        rows += table.num_rows
+        for counter, keys in ((by_class, ["split", "label", "wnid", "status"]), (by_reason, ["status", "reason"])):
+            for entry in table.group_by(keys, use_threads=False).aggregate([("key", "count")]).to_pylist():
+                counter[tuple(entry[k] for k in keys)] += entry["key_count"]
+        ids = pc.drop_null(table.column("cluster_id")).to_numpy()
+        if len(ids):
+            counts = np.bincount(ids)
+            if len(counts) > len(sizes):
+                sizes = np.concatenate([sizes, np.zeros(len(counts) - len(sizes), dtype=np.int64)])
+            sizes[:len(counts)] += counts
+    present = np.flatnonzero(sizes)
+    top = present[np.lexsort((present, -sizes[present]))][:MAX_CLUSTERS]
+    clusters: list[dict[str, Any]] = []
+    if len(top):
+        wanted = pa.array(np.sort(top))
+        for table in iter_chunks(path, "manifest", 65536, columns=list(MANIFEST_COLUMNS)):
+            picked = table.filter(pc.fill_null(pc.is_in(table.column("cluster_id"), value_set=wanted), False))
+            clusters += picked.select(["key", "split", "path", "source_path", "cluster_id", "dup_of", "status"]).to_pylist()
+    return {"rows": rows,
+            "by_class": [dict(zip(["split", "label", "wnid", "status"], k), key_count=n) for k, n in by_class.items()],
+            "by_reason": [dict(zip(["status", "reason"], k), key_count=n) for k, n in by_reason.items()],
+            "clusters": clusters, "clusters_total": len(present), "clustered_rows": int(sizes.sum())}
 
 
 def collect(root: Path) -> RunData:

@@ -151,9 +151,13 @@ def _draw_clusters(data: RunData, max_clusters: int) -> tuple[Any, str]:
 
 
 def _table_clusters(data: RunData) -> str:
+    clusters = _clusters(data)
     rows = [[i + 1, r["key"], r["split"], r["status"], r["dup_of"] or "(kept)"]
-            for i, c in enumerate(_clusters(data)) for r in c]
-    return _table(rows, ["cluster", "key", "split", "status", "duplicate of"])
+            for i, c in enumerate(clusters) for r in c]
+    total = (data.manifest or {}).get("clusters_total", len(clusters))
+    more = (f"<p>The {len(clusters)} largest of {total} clusters; every cluster is in dedup_label_conflicts.parquet, "
+            "dedup_split_leakage.parquet and the manifest's cluster_id column.</p>" if total > len(clusters) else "")
+    return more + _table(rows, ["cluster", "key", "split", "status", "duplicate of"])
 
 
 # ----------------------------------------------------------------------------------------------
