@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from imgnet_tools.errors import DISK_ERRNOS, write_failed
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.tasks import Done, Lost, TaskRun, Warm, WorkerLostError
 
@@ -118,6 +119,21 @@ def _module(fn: Callable[..., Any]) -> str | None:
     return getattr(getattr(fn, "func", fn), "__module__", None)
 
 
+def _disk_errors(outcomes: Iterable[Any]) -> Iterator[Any]:
+    """``outcomes``, with a full disk met by a worker (writing a fixed copy, say) as one clean error."""
+    iterator = iter(outcomes)
+    while True:
+        try:
+            outcome = next(iterator)
+        except StopIteration:
+            return
+        except OSError as exc:
+            if exc.errno in DISK_ERRNOS:
+                raise write_failed(exc, f"a worker writing {exc.filename or 'its output'}") from exc
+            raise
+        yield outcome
+
+
 def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
                params: ExecutorParams = ExecutorParams(), warm: Warm | None = None,
                item_timeout: float | None = None) -> Iterator[Outcome[P, R]]:
@@ -150,7 +166,11 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
                                      preload=_module(job.work))
 
     def finish(chunk: Chunk[P], result: R, was_split: bool) -> Outcome[P, R]:
-        store.commit(chunk, result)
+        try:
+            store.commit(chunk, result)
+        except OSError as exc:  # the work folder cannot take it (a full disk): stop, keeping what is committed
+            raise write_failed(exc, f"committing chunk {chunk.index} to {getattr(store, 'folder', 'the work folder')}"
+                               ) from exc
         return Outcome(chunk, result, split=was_split)
 
     def split_up(chunk: Chunk[P]) -> None:
@@ -178,7 +198,7 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
         assert job.join is not None
         return finish(chunk, job.join(parts), True)
 
-    for outcome in run:
+    for outcome in _disk_errors(run):
         while reused:
             yield reused.popleft()
         done: Outcome[P, R] | None = None

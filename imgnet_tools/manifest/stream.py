@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.errors import SchemaError
+from imgnet_tools.errors import SchemaError, write_failed
 from imgnet_tools.manifest.atomic import TMP_PREFIX, fsync_path
 from imgnet_tools.manifest.parquet import arrow_schema, check_file, conform
 
@@ -148,7 +148,10 @@ class TableWriter:
         self._buffered += table.num_rows
         self.rows += table.num_rows
         if self._buffered >= ROW_GROUP_ROWS:
-            self._flush()
+            try:
+                self._flush()
+            except OSError as exc:  # a full disk: the target is untouched
+                raise write_failed(exc, f"writing {self.target}") from exc
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -178,6 +181,9 @@ class TableWriter:
                 self._writer = None
             fsync_path(self._tmp)
             os.replace(self._tmp, self.target)
+        except OSError as exc:  # a full disk: the target is untouched
+            self.abort()
+            raise write_failed(exc, f"writing {self.target}") from exc
         except BaseException:
             self.abort()
             raise
