@@ -98,13 +98,21 @@ def _files(dirs: list[Path]) -> list[Path]:
 
 
 def _parquet_kind(path: Path) -> str:
+    """The artifact a ``manifest.parquet`` in the run holds; one that does not read, or is not
+    ours, is an error naming it (a report that quietly said "no data" would hide the damage)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         meta = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError):
-        return ""
-    return meta.get(b"imgnet.schema", b"").decode()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise SchemaError(f"{path} is not a readable Parquet file ({str(exc).strip().splitlines()[0][:200]}); it may "
+                          "be truncated or corrupt: restore it, or write it again with the stage that made it.") from exc
+    kind = meta.get(b"imgnet.schema", b"").decode("utf-8", "replace")
+    if kind not in ("manifest", "shard_manifest"):
+        raise SchemaError(f"{path} is a {kind or 'foreign'} table, not an imgnet manifest; move it out of the run "
+                          "directory or write it again with the stage that made it.")
+    return kind
 
 
 def _read_json(path: Path) -> Any:
@@ -185,12 +193,10 @@ def _manifest_summary(path: Path) -> dict[str, Any]:
 
     Aggregated in Arrow so that a 1.2M-row manifest never becomes Python objects row by row.
     """
-    import pyarrow.parquet as pq
-
     from imgnet_tools.manifest.parquet import read_table
 
-    present = set(pq.read_schema(path).names)
-    table = read_table(path, "manifest", columns=[c for c in MANIFEST_COLUMNS if c in present])
+    # every column asked: a missing required one is a SchemaError naming it, the others come as nulls
+    table = read_table(path, "manifest", columns=list(MANIFEST_COLUMNS))
     for col in ("label", "wnid", "reason", "cluster_id", "dup_of"):
         if col not in table.column_names:
             import pyarrow as pa
