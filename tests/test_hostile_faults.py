@@ -243,3 +243,18 @@ def test_full_disk_is_one_line_exit_1_and_resumes(stage: str, where: str, tree: 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["resumed_chunks"] == committed
     _same(output, want)
+
+
+def test_full_disk_while_a_worker_writes_a_fixed_copy(tmp_path: Path) -> None:
+    folder = tmp_path / "src" / "n01440764"
+    folder.mkdir(parents=True)
+    (folder / "big.png").write_bytes(imagegen.encode(imagegen.picture(1, (900, 700)), "PNG"))  # ~1.2 MB source
+    assert _run(["scan", "src", "--out", "work", "-q"], tmp_path).returncode == 0
+    args = ["verify", "work/manifest.parquet", "--fix", "fixed", "-q", "--json"]
+    proc = _run(args, tmp_path, preexec=_file_size_limit(60_000))  # the copy (~150 KB) does not fit
+    assert proc.returncode == 1, proc.stderr
+    line = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(line) == 1 and line[0].startswith("Error: writing the fixed copy ") and "File too large" in line[0], line
+    assert not list((tmp_path / "fixed").iterdir())  # no half-written copy
+    proc = _run(args, tmp_path)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == {"fixed": 1}, proc.stderr

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from imgnet_tools.errors import DISK_ERRNOS, write_failed
+from imgnet_tools.errors import write_failed
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.tasks import Done, Lost, TaskRun, Warm, WorkerLostError
 
@@ -119,21 +119,6 @@ def _module(fn: Callable[..., Any]) -> str | None:
     return getattr(getattr(fn, "func", fn), "__module__", None)
 
 
-def _disk_errors(outcomes: Iterable[Any]) -> Iterator[Any]:
-    """``outcomes``, with a full disk met by a worker (writing a fixed copy, say) as one clean error."""
-    iterator = iter(outcomes)
-    while True:
-        try:
-            outcome = next(iterator)
-        except StopIteration:
-            return
-        except OSError as exc:
-            if exc.errno in DISK_ERRNOS:
-                raise write_failed(exc, f"a worker writing {exc.filename or 'its output'}") from exc
-            raise
-        yield outcome
-
-
 def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
                params: ExecutorParams = ExecutorParams(), warm: Warm | None = None,
                item_timeout: float | None = None) -> Iterator[Outcome[P, R]]:
@@ -198,7 +183,7 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
         assert job.join is not None
         return finish(chunk, job.join(parts), True)
 
-    for outcome in _disk_errors(run):
+    for outcome in run:
         while reused:
             yield reused.popleft()
         done: Outcome[P, R] | None = None
