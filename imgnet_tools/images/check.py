@@ -112,7 +112,7 @@ def check_image(data: bytes, name: str, policy: Policy) -> Check:
         found.issues.append("not_jpeg")
     _decode_into(found, data, policy)
     if found.format == "JPEG" and found.mode is not None and header_problem(data):
-        found.issues.append("malformed_jpeg")  # PIL read it; DALI / nvJPEG would refuse it
+        found.issues.append("malformed_jpeg")  # PIL read it; DALI would refuse it
     return found
 
 

@@ -1,9 +1,10 @@
 """Walk a JPEG's header segments the way strict decoders do, without decoding.
 
 libjpeg (so PIL) skips bytes it does not expect between marker segments ("Corrupt JPEG data:
-N extraneous bytes before marker") and takes a segment length below 2; DALI's nvImageCodec and
-nvJPEG refuse such a file outright ("Invalid marker"), and one of them in a shard stops a whole
-DALI epoch. Pillow's own test corpus holds one (``junk_jpeg_header.jpg``), so real files do.
+N extraneous bytes before marker") and takes a segment length below 2; DALI's nvImageCodec
+refuses such a file outright ("Invalid marker"; measured with its CPU decoder, the GPU one not
+yet), and one of them in a shard stops a whole DALI epoch. Pillow's own test corpus holds one
+(``junk_jpeg_header.jpg``), so real files do.
 :func:`header_problem` finds them so that verify can call them fixable (a re-encoded copy is
 clean) instead of ``ok``.
 
