@@ -10,6 +10,12 @@ a lost worker, a missing dependency).
 
 from __future__ import annotations
 
+import errno
+import os
+
+# errno values that mean "this output cannot be written here now": a run-level error, never a row
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+
 
 class ImgnetError(Exception):
     """Base class: a run-level error with a message fit to show a user as is."""
@@ -41,6 +47,18 @@ class SchemaError(ImgnetError):
 
 class DependencyError(ImgnetError):
     """An optional dependency needed for the asked feature is not installed."""
+
+
+class DiskError(ImgnetError):
+    """An output could not be written: a full disk, a quota or file-size limit, a read-only file
+    system, a folder that cannot be written (exit 1; the finished work stays for a re-run)."""
+
+
+def write_failed(exc: OSError, what: str) -> DiskError:
+    """The one-line error for ``exc`` raised while ``what`` (e.g. ``writing out/manifest.parquet``)."""
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return DiskError(f"{what} failed: {reason}; free space (or fix the folder) and run the same command again: "
+                     "the work finished so far is kept and will not be redone.")
 
 
 class LockedError(ImgnetError):

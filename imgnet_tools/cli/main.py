@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from imgnet_tools import __version__
-from imgnet_tools.errors import ImgnetError
+from imgnet_tools.errors import DISK_ERRNOS, ImgnetError, write_failed
 
 # command name -> "module:attribute" (module relative to imgnet_tools.cli), with a one-line help
 # that `imgnet --help` shows without importing the module.
@@ -91,6 +91,9 @@ class LazyGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback in a log
             if _debug(ctx):
                 raise
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # a full disk met where no stage expected it
+                click.echo(f"Error: {write_failed(exc, 'writing ' + str(exc.filename or 'an output'))}", err=True)
+                ctx.exit(1)
             log = write_crash_log(exc)
             where = f"the traceback is in {log}" if log else "run it again with --debug for the traceback"
             click.echo(f"Error: internal error ({type(exc).__name__}: {str(exc)[:300]}); {where}. "

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from imgnet_tools.errors import write_failed
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.tasks import Done, Lost, TaskRun, Warm, WorkerLostError
 
@@ -150,7 +151,11 @@ def run_chunks(job: ChunkJob[P, R], chunks: Iterable[Chunk[P]], store: Store[R],
                                      preload=_module(job.work))
 
     def finish(chunk: Chunk[P], result: R, was_split: bool) -> Outcome[P, R]:
-        store.commit(chunk, result)
+        try:
+            store.commit(chunk, result)
+        except OSError as exc:  # the work folder cannot take it (a full disk): stop, keeping what is committed
+            raise write_failed(exc, f"committing chunk {chunk.index} to {getattr(store, 'folder', 'the work folder')}"
+                               ) from exc
         return Outcome(chunk, result, split=was_split)
 
     def split_up(chunk: Chunk[P]) -> None:

@@ -7,6 +7,7 @@ Modules (one concern each):
 ``sniff``    real format from magic bytes, and the format a file name claims.
 ``check``    decode one image fully and judge it against a :class:`check.Policy`: format, mode, size,
              EXIF, frames, bomb limit -> status (ok | fixable | rejected) and reasons.
+``jpegwalk`` walk a JPEG's header segments as strict decoders (DALI's) do: stray bytes PIL skips.
 ``fix``      normalise a fixable image into an RGB JPEG (orientation applied, first frame).
 ``keys``     stable, unique, tar-safe sample keys from split / class / file stem.
 ``sources``  find candidate files: ImageFolder trees, the ILSVRC validation layout, CSV/Parquet lists.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imgnet_tools.images.codec import PNG_MAGIC, pixel_limit_off, read_orientation, upright_size
+from imgnet_tools.images.jpegwalk import header_problem
 from imgnet_tools.images.sniff import DECODABLE, claimed_format, sniff_format
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +39,7 @@ REJECT_REASONS = (
 # Fixable: a normalised copy (RGB JPEG, orientation applied, first frame) is usable.
 FIXABLE_REASONS = (
     "format_mismatch", "cmyk", "colour_space", "high_bit_depth", "palette", "alpha", "grayscale", "animated",
-    "broken_exif", "exif_rotated", "not_jpeg",
+    "broken_exif", "exif_rotated", "malformed_jpeg", "not_jpeg",
 )
 REASON_ORDER = REJECT_REASONS + FIXABLE_REASONS
 
@@ -110,6 +111,8 @@ def check_image(data: bytes, name: str, policy: Policy) -> Check:
     elif found.format != "JPEG":
         found.issues.append("not_jpeg")
     _decode_into(found, data, policy)
+    if found.format == "JPEG" and found.mode is not None and header_problem(data):
+        found.issues.append("malformed_jpeg")  # PIL read it; DALI would refuse it
     return found
 
 

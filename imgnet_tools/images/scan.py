@@ -482,7 +482,7 @@ class _Earlier:
 
         group = bisect.bisect_right([a for a, _ in self._groups], position) - 1
         if self._cache is None or self._cache[0] != group:
-            table = pq.ParquetFile(self.path).read_row_group(group)
+            table = pq.ParquetFile(self.path, page_checksum_verification=True).read_row_group(group)
             self._cache = (group, conform(table, "manifest", str(self.path)))
         row: dict[str, Any] = self._cache[1].slice(position - self._groups[group][0], 1).to_pylist()[0]
         return row

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.errors import ImgnetError, InputError
+from imgnet_tools.errors import ImgnetError, InputError, write_failed
 from imgnet_tools.execute.chunked import Chunk, ChunkJob, run_chunks
 from imgnet_tools.execute.limits import TimeLimitExceeded, time_limit
 from imgnet_tools.execute.params import ExecutorParams
@@ -228,7 +228,7 @@ def _plan(manifest: str, size: int, policy: str, fix_dir: str | None, key: str,
                 continue  # rejected by collect (the fetch failed, no file): re-collect with --retry to refresh
             fixing = fix_dir is not None
             force = status not in VERIFIED or cols["verify_policy"][offset] != policy or (status == "fixable" and fixing)
-            fix_to = os.path.join(fix_dir, f"{cols['key'][offset]}.jpg") if fix_dir else None
+            fix_to = os.path.join(fix_dir, f"{fix_name(cols['key'][offset])}.jpg") if fix_dir else None
             items.append((offset, cols["source_path"][offset], cols["path"][offset], fix_to, force,
                           cols["source_bytes"][offset], cols["source_mtime_ns"][offset], status,
                           cols["bytes"][offset], cols["mtime_ns"][offset]))
@@ -236,6 +236,18 @@ def _plan(manifest: str, size: int, policy: str, fix_dir: str | None, key: str,
             progress(table.num_rows - len(items))
         if items:
             yield Chunk(index, items, f"{key}:{index}")
+
+
+def fix_name(key: str) -> str:
+    """The file stem of a row's fixed copy: its key, unless the key (from a manifest made elsewhere)
+    could lead out of the --fix folder or past NAME_MAX (``/``, a leading dot, NUL, 200+ bytes);
+    then a safe stem with a hash of the key (scan's and collect's keys are always kept)."""
+    from imgnet_tools.shards.keys import sanitize_key
+
+    too_long = len(key.encode("utf-8", "surrogatepass")) > 200
+    if "/" in key or "\0" in key or key.startswith(".") or not key or too_long:
+        return sanitize_key(key)
+    return key
 
 
 def _needs_work(item: Item) -> bool:
@@ -313,6 +325,8 @@ def verify_file(path: str, fix_to: str | None, settings: Settings) -> dict[str, 
         if exc.errno in RUN_LEVEL_ERRNOS:
             raise
         return _rejected("internal_error", settings, _describe_exc(exc))
+    except ImgnetError:  # a full disk while writing the fixed copy: the run's, not the row's
+        raise
     except Exception as exc:  # noqa: BLE001 - one file's bug is one row, never the run
         return _rejected("internal_error", settings, _describe_exc(exc))
 
@@ -371,7 +385,12 @@ def _write_fixed(data: bytes, found: Check, target: str, quality: int) -> dict[s
     except Exception as exc:  # noqa: BLE001 - a decoder that passed the check but fails here: reject the row
         return {"status": "rejected", "reason": "corrupt", "issues": [*found.issues, "corrupt"],
                 "detail": f"writing the fixed copy failed: {_describe_exc(exc)}"}
-    atomic_write_bytes(target, jpeg)
+    try:
+        atomic_write_bytes(target, jpeg)
+    except OSError as exc:
+        if exc.errno in RUN_LEVEL_ERRNOS:
+            raise write_failed(exc, f"writing the fixed copy {target}") from exc
+        raise
     st = os.stat(target)
     return {"status": "fixed", "path": target, "bytes": len(jpeg), "mtime_ns": st.st_mtime_ns,
             "sha256": hashlib.sha256(jpeg).hexdigest(), "format": "JPEG", "mode": "RGB"}

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def parse_cls(padded: "torch.Tensor") -> "torch.Tensor":
-    """int64 labels from a zero-padded (B, L) uint8 tensor of ASCII digits (whitespace ignored)."""
+    """int64 labels from a zero-padded (B, L) uint8 tensor of ASCII digits (whitespace ignored);
+    a ``-`` makes the row negative (``-1``: an unlabelled sample, as shards write it)."""
     import torch
 
     codes = padded.to(torch.int64)
@@ -22,7 +23,8 @@ def parse_cls(padded: "torch.Tensor") -> "torch.Tensor":
     # Position of each digit counted from the last digit of its row: 10**k weights.
     after = digit.flip(1).cumsum(1).flip(1) - digit.to(torch.int64)
     weights = torch.pow(torch.tensor(10, dtype=torch.int64, device=codes.device), after)
-    return (values * weights * digit).sum(1)
+    magnitude = (values * weights * digit).sum(1)
+    return torch.where((codes == 45).any(1), -magnitude, magnitude)
 
 
 def parse_cls_bytes(data: bytes) -> int:

@@ -100,6 +100,9 @@ def conform(table: "pa.Table", name: str, where: str | None = None,
             arrays.append(pa.nulls(table.num_rows, field.type))
             continue
         column = table.column(field.name)
+        if column.type != field.type and not _same_kind(column.type, field.type):
+            raise SchemaError(f"{place}{name} column {field.name!r} holds {column.type}, but schema {name} declares "
+                              f"{field.type}; the file was not written by imgnet, or was edited: write it again.")
         if not field.nullable and column.null_count:
             raise SchemaError(f"{place}{name} column {field.name!r} has {column.null_count} nulls but is not nullable")
         try:
@@ -108,6 +111,32 @@ def conform(table: "pa.Table", name: str, where: str | None = None,
             raise SchemaError(f"{place}{name} column {field.name!r}: cannot store {column.type} as "
                               f"{field.type}: {exc}") from exc
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+def _kind(t: "pa.DataType") -> str:
+    import pyarrow as pa
+
+    for kind, test in (("int", pa.types.is_integer), ("float", pa.types.is_floating), ("bool", pa.types.is_boolean),
+                       ("string", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x)),
+                       ("binary", lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x)),
+                       ("timestamp", pa.types.is_timestamp)):
+        if test(t):
+            return kind
+    return str(t)
+
+
+def _same_kind(found: "pa.DataType", declared: "pa.DataType") -> bool:
+    """Whether a column of type ``found`` may be cast to ``declared``: within one kind (int32 to
+    int64, large_string to string, a list of such), or an all-null column. A string column where
+    numbers are declared (or the reverse) is a wrong file, never silently converted."""
+    import pyarrow as pa
+
+    if pa.types.is_null(found):
+        return True
+    if pa.types.is_list(declared) or pa.types.is_large_list(declared):
+        return (pa.types.is_list(found) or pa.types.is_large_list(found)) and _same_kind(found.value_type,
+                                                                                         declared.value_type)
+    return _kind(found) == _kind(declared)
 
 
 def table_from_columns(columns: Mapping[str, list[Any]], name: str) -> "pa.Table":
@@ -134,6 +163,7 @@ def write_table(table: "pa.Table", path: str | os.PathLike[str], name: str, **kw
     table = conform(table, name)
     path = Path(path)
     with atomic_path(path) as tmp:
+        kwargs.setdefault("write_page_checksum", True)  # read_table verifies them: corruption is an error
         pq.write_table(table, tmp, compression=kwargs.pop("compression", "zstd"), **kwargs)
     return path
 
@@ -158,7 +188,26 @@ def check_file(path: str | os.PathLike[str], name: str) -> tuple["pa.Schema", in
     if found != name:
         raise SchemaError(f"{path} is a {found or 'foreign'} table, not {name}; pass the right file.")
     version = check_version(name, meta.get(META_VERSION, b"?").decode("utf-8", "replace"), str(path))
+    _check_columns(schema, name, str(path))
     return schema, version
+
+
+def _check_columns(schema: "pa.Schema", name: str, where: str) -> None:
+    """The footer's columns against the declared ones: every required column there, every declared
+    column of a castable type. From the footer alone, so a stage that reads only a few columns
+    still refuses a file whose other columns are wrong (before any work starts)."""
+    declared = arrow_schema(name)
+    missing = [f["name"] for f in load_schema(name)["fields"] if f.get("required") and f["name"] not in schema.names]
+    if missing:
+        raise SchemaError(f"{where}: {name} table lacks required columns {missing}")
+    for field in schema:
+        index = declared.get_field_index(field.name)
+        if index < 0:
+            continue
+        want = declared.field(index).type
+        if field.type != want and not _same_kind(field.type, want):
+            raise SchemaError(f"{where}: {name} column {field.name!r} holds {field.type}, but schema {name} declares "
+                              f"{want}; the file was not written by imgnet, or was edited: write it again.")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,7 +226,7 @@ def read_table(path: str | os.PathLike[str], name: str, columns: list[str] | Non
     schema, _ = check_file(path, name)
     present = [c for c in (columns or schema.names) if c in schema.names]
     try:
-        table = pq.read_table(path, columns=present)
+        table = pq.read_table(path, columns=present, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
         raise SchemaError(f"{path} cannot be read ({_first_line(exc)}); it may be truncated or corrupt.") from exc
     return conform(table, name, str(path), only=columns)

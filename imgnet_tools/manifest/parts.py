@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.errors import LockedError
+from imgnet_tools.errors import LockedError, write_failed
 from imgnet_tools.manifest.atomic import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,8 +94,11 @@ def work_folder(output: str | os.PathLike[str], stage: str, identity: dict[str, 
     """The locked work folder of ``stage`` for ``output``, holding the parts of an earlier run
     only when that run had the same ``identity`` (input file, parameters); otherwise empty."""
     folder = work_path(output, stage)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_failed(exc, f"making the work folder {folder}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,7 +114,10 @@ def work_folder(output: str | os.PathLike[str], stage: str, identity: dict[str, 
             for entry in folder.iterdir():
                 if entry.name != LOCK:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            atomic_write_text(record, wanted, fsync=False)
+            try:
+                atomic_write_text(record, wanted, fsync=False)
+            except OSError as exc:
+                raise write_failed(exc, f"writing {record}") from exc
         yield PartStore(folder)
     finally:
         os.close(fd)

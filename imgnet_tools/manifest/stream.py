@@ -6,7 +6,8 @@ conformed to the schema (a version 1 manifest's missing columns come back as nul
 ``i`` always holds the same rows of a given file: the unit of resume for every stage.
 :class:`TableWriter` writes a table chunk by chunk to a temporary file beside the target, then
 fsyncs and renames it, so a reader sees the old file or the new one, never half of one, and a
-full disk leaves the old file as it was.
+full disk leaves the old file as it was. Pages carry CRC32 checksums, checked on reading, so
+bytes spoiled in the middle of a file are an error naming it instead of wrong values.
 
 Memory: one chunk at a time (plus Parquet's read-ahead of one row group).
 """
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.errors import SchemaError
+from imgnet_tools.errors import SchemaError, write_failed
 from imgnet_tools.manifest.atomic import TMP_PREFIX, fsync_path
-from imgnet_tools.manifest.parquet import arrow_schema, check_file, conform
+from imgnet_tools.manifest.parquet import _first_line, arrow_schema, check_file, conform
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -53,7 +54,8 @@ def table_info(path: str | os.PathLike[str], name: str) -> TableInfo:
     try:
         rows = pq.ParquetFile(path).metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise SchemaError(f"{path} is not a readable Parquet file ({exc}); it may be truncated or corrupt.") from exc
+        raise SchemaError(f"{path} is not a readable Parquet file ({_first_line(exc)}); it may be truncated or "
+                          "corrupt.") from exc
     st = os.stat(path)
     return TableInfo(str(path), rows, version, tuple(schema.names), (st.st_size, st.st_mtime_ns, st.st_ino))
 
@@ -82,7 +84,7 @@ def iter_chunks(path: str | os.PathLike[str], name: str, chunk_rows: int,
     pending: list[pa.RecordBatch] = []
     held = done = 0
     try:
-        reader = pq.ParquetFile(path)
+        reader = pq.ParquetFile(path, page_checksum_verification=True)  # a flipped byte is an error, not a value
         batches = reader.iter_batches(batch_size=chunk_rows, columns=present, use_threads=False)
         for batch in batches:
             pending.append(batch)
@@ -94,7 +96,7 @@ def iter_chunks(path: str | os.PathLike[str], name: str, chunk_rows: int,
                 rest = table.slice(chunk_rows)
                 pending, held = rest.to_batches(), rest.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise SchemaError(f"{path} cannot be read past row {done + held} ({exc}); it may be truncated or corrupt: "
+        raise SchemaError(f"{path} cannot be read past row {done + held} ({_first_line(exc)}); it may be truncated or corrupt: "
                           "restore it, or write it again with the stage that made it.") from exc
     if held:
         yield conform(pa.Table.from_batches(pending, schema=pending[0].schema), name, where, only=columns)
@@ -148,7 +150,10 @@ class TableWriter:
         self._buffered += table.num_rows
         self.rows += table.num_rows
         if self._buffered >= ROW_GROUP_ROWS:
-            self._flush()
+            try:
+                self._flush()
+            except OSError as exc:  # a full disk: the target is untouched
+                raise write_failed(exc, f"writing {self.target}") from exc
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -158,7 +163,8 @@ class TableWriter:
             return
         if self._writer is None:
             assert self._schema is not None
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression=self._compression)
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression=self._compression,
+                                            write_page_checksum=True)
         self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
         self._buffer, self._buffered = [], 0
 
@@ -170,7 +176,8 @@ class TableWriter:
         try:
             if self._writer is None and not self._buffer:  # no rows: an empty table with the schema
                 schema = self._schema or arrow_schema(self.name)
-                pq.write_table(pa.Table.from_batches([], schema=schema), self._tmp, compression=self._compression)
+                pq.write_table(pa.Table.from_batches([], schema=schema), self._tmp, compression=self._compression,
+                               write_page_checksum=True)
             else:
                 self._flush()
                 assert self._writer is not None
@@ -178,6 +185,9 @@ class TableWriter:
                 self._writer = None
             fsync_path(self._tmp)
             os.replace(self._tmp, self.target)
+        except OSError as exc:  # a full disk: the target is untouched
+            self.abort()
+            raise write_failed(exc, f"writing {self.target}") from exc
         except BaseException:
             self.abort()
             raise

@@ -98,13 +98,21 @@ def _files(dirs: list[Path]) -> list[Path]:
 
 
 def _parquet_kind(path: Path) -> str:
+    """The artifact a ``manifest.parquet`` in the run holds; one that does not read, or is not
+    ours, is an error naming it (a report that quietly said "no data" would hide the damage)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         meta = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError):
-        return ""
-    return meta.get(b"imgnet.schema", b"").decode()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise SchemaError(f"{path} is not a readable Parquet file ({str(exc).strip().splitlines()[0][:200]}); it may "
+                          "be truncated or corrupt: restore it, or write it again with the stage that made it.") from exc
+    kind = meta.get(b"imgnet.schema", b"").decode("utf-8", "replace")
+    if kind not in ("manifest", "shard_manifest"):
+        raise SchemaError(f"{path} is a {kind or 'foreign'} table, not an imgnet manifest; move it out of the run "
+                          "directory or write it again with the stage that made it.")
+    return kind
 
 
 def _read_json(path: Path) -> Any:
@@ -204,6 +212,9 @@ def _manifest_summary(path: Path) -> dict[str, Any]:
     rows = 0
     for table in iter_chunks(path, "manifest", 65536, columns=list(MANIFEST_COLUMNS)):
         rows += table.num_rows
+        for col in ("label", "wnid", "reason", "cluster_id", "dup_of"):  # optional ones a manifest may lack
+            if col not in table.column_names:
+                table = table.append_column(col, pa.nulls(table.num_rows, pa.int64() if col == "cluster_id" else pa.string()))
         for counter, keys in ((by_class, ["split", "label", "wnid", "status"]), (by_reason, ["status", "reason"])):
             for entry in table.group_by(keys, use_threads=False).aggregate([("key", "count")]).to_pylist():
                 counter[tuple(entry[k] for k in keys)] += entry["key_count"]

@@ -433,7 +433,9 @@ def _dataset_doc(params: ShardParams, nrows: int, selection: Selection, plans: l
     doc = {
         "format_version": format_version("dataset"), "created_by": f"imgnet {__version__}",
         "params": params.output_params(),
-        "source": {"manifest": params.manifest, "fingerprint": selection.fingerprint, "rows": nrows,
+        # the input's name only, unless asked: a published dataset.json names no folder of this machine
+        "source": {"manifest": params.manifest if params.keep_source_paths else os.path.basename(params.manifest),
+                   "fingerprint": selection.fingerprint, "rows": nrows,
                    "selected": selection.rows, "skipped": dict(sorted(selection.skipped.items()))},
         "samples": sum(r["samples"] for r in records), "splits": splits,
         "classes": classes,
