@@ -25,13 +25,17 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+# This module runs in the workers only (the stage imports it lazily, never ``imgnet --help``), and
+# the local pool's fork server imports it before it forks them: aiohttp and pyarrow are imported
+# here, at the top, so every worker starts with them loaded instead of importing them on its first
+# chunk (about 0.4 s each on the 2-core VM).
+import aiohttp  # noqa: F401
+import pyarrow as pa
 
 from imgnet_tools.collect.fetch import FetchConfig, Outcome, fetch_all
 from imgnet_tools.collect.store import ObjectStore, file_digest
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pyarrow as pa
 
 # (chunk index, offset of the row in its chunk, URL)
 Item = tuple[int, int, str]
@@ -102,20 +106,14 @@ def lost_item(settings: Settings, item: Item, why: str, detail: str) -> "pa.Tabl
 
 
 def join_results(parts: list["pa.Table"]) -> "pa.Table":
-    import pyarrow as pa
-
     return pa.concat_tables(parts) if parts else result_table([])
 
 
 def result_table(rows: list[dict[str, Any]]) -> "pa.Table":
-    import pyarrow as pa
-
     return pa.Table.from_pylist(rows, schema=result_schema())
 
 
 def result_schema() -> "pa.Schema":
-    import pyarrow as pa
-
     from imgnet_tools.manifest.parquet import arrow_schema
 
     return pa.schema([pa.field("offset", pa.int32()), *arrow_schema("manifest", RESULT_COLUMNS),

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.collect.chunk import Item, Settings, fetch_items, join_results, journal_path, lost_item
 from imgnet_tools.collect.fetch import USER_AGENT, FetchConfig
 from imgnet_tools.collect.inputs import check_inputs
 from imgnet_tools.collect.state import (MANIFEST, STAGE, clean_tmp, file_digest, fingerprint, input_facts, read_run,
@@ -43,6 +42,8 @@ from imgnet_tools.images.check import COLLECT_REASONS, DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
+    from imgnet_tools.collect.chunk import Item
+    from imgnet_tools.execute.tasks import Warm
     from imgnet_tools.manifest.parts import PartStore
 
 DEFAULT_CHUNK_ROWS = 1000
@@ -262,6 +263,23 @@ def _refuse_other(params: CollectParams, record: dict[str, Any] | None, fp: str,
 def _plan_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, facts: list[dict[str, Any]],
                totals: _Totals, progress: Callable[[int], None] | None, tally: Tally | None) -> dict[str, Any]:
     """Fetch every planned row not committed yet, assemble the manifest; the complete run record."""
+    from imgnet_tools.execute.tasks import warm_pool
+
+    with warm_pool(_preload(), params.executor_params()) as warm:  # workers start while the lists are read
+        return _planned_pass(params, paths, out, fp, facts, totals, progress, tally, warm)
+
+
+def _preload() -> Callable[..., object]:
+    """The work function, whose module the local pool's fork server imports before it forks the
+    workers (:mod:`.chunk` imports aiohttp and pyarrow at its top for that reason)."""
+    from imgnet_tools.collect.chunk import fetch_items
+
+    return fetch_items
+
+
+def _planned_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, facts: list[dict[str, Any]],
+                  totals: _Totals, progress: Callable[[int], None] | None, tally: Tally | None,
+                  warm: "Warm") -> dict[str, Any]:
     from imgnet_tools.collect.assemble import Assembler
     from imgnet_tools.collect.plan import plan_tables, survey
     from imgnet_tools.manifest.parts import digest, remove_work, work_folder
@@ -293,7 +311,7 @@ def _plan_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, fac
     with work_folder(target, STAGE, identity) as store:
         write_run(out, record)
         clean_tmp(out)
-        _fetch(params, out, store, chunks(store), totals, progress, tally)
+        _fetch(params, out, store, chunks(store), totals, progress, tally, warm)
         _write(target, tables(store))
         record["complete"] = True
         write_run(out, record)
@@ -367,14 +385,16 @@ def _has_retry_rows(manifest: Path, retry: Sequence[str]) -> bool:
 
 # --- shared by both passes --------------------------------------------------------------------------
 
-def _fetch(params: CollectParams, out: Path, store: "PartStore", chunks: Iterator[Chunk[Item]], totals: _Totals,
-           progress: Callable[[int], None] | None, tally: Tally | None) -> None:
+def _fetch(params: CollectParams, out: Path, store: "PartStore", chunks: Iterator["Chunk[Item]"], totals: _Totals,
+           progress: Callable[[int], None] | None, tally: Tally | None, warm: "Warm | None" = None) -> None:
     """Run every chunk not committed yet on the executor; count, report, and drop finished journals."""
+    from imgnet_tools.collect.chunk import Settings, fetch_items, join_results, journal_path, lost_item
+
     settings = Settings(fetch_config(params), str(out), str(store.folder))
     job = ChunkJob(functools.partial(fetch_items, settings), functools.partial(lost_item, settings), join_results)
     if tally is not None:
         tally(totals.snapshot())
-    for outcome in run_chunks(job, chunks, store, params.executor_params()):
+    for outcome in run_chunks(job, chunks, store, params.executor_params(), warm=warm):
         totals.add(outcome)
         try:
             os.unlink(journal_path(settings.work, outcome.chunk.index))
