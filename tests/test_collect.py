@@ -39,7 +39,7 @@ def _params(tmp_path: Path, urls: list[str], **kw: Any) -> CollectParams:
     tmp_path.mkdir(parents=True, exist_ok=True)
     listing = tmp_path / "urls.csv"
     listing.write_text("url,wnid\n" + "".join(f"{u},n01440764\n" for u in urls))
-    base: dict[str, Any] = dict(urls=(str(listing),), out=str(tmp_path / "out"), chunk_size=7, timeout=2.0,
+    base: dict[str, Any] = dict(urls=(str(listing),), out=str(tmp_path / "out"), chunk_rows=7, timeout=2.0,
                                 retries=2, max_retry_wait=5.0, max_redirects=5, max_bytes=1 << 20, workers=2)
     base.update(kw)
     return CollectParams(**base)

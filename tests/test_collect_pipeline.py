@@ -62,7 +62,7 @@ def test_collect_then_verify_dedup_and_shard(server, tmp_path: Path) -> None:
     listing = _listing(tmp_path, server)
     web = tmp_path / "web"
     collected = collect(CollectParams(urls=(str(listing),), out=str(web), allow_private_hosts=True, workers=2,
-                                      chunk_size=4))
+                                      chunk_rows=4))
     assert collected.status == {"pending": 11, "rejected": 1}
     manifest = web / "manifest.parquet"
     verified = verify(VerifyParams(manifest=str(manifest), fix=str(web / "fixed"), workers=1))

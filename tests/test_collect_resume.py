@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 from imgnet_tools.collect.run import CollectParams, collect, outputs_complete
 from imgnet_tools.errors import LockedError, OutputExistsError
 from imgnet_tools.manifest.parquet import read_table
+from imgnet_tools.manifest.parts import work_path
 from tests.collect_server import ServerThread
 from tests.conftest import REPO
 from tests.imagegen import jpeg_bytes
@@ -41,7 +41,7 @@ def _listing(folder: Path, server: ServerThread, extra: list[str] = ()) -> Path:
 
 
 def _params(listing: Path, out: Path, **kw: Any) -> CollectParams:
-    base: dict[str, Any] = dict(urls=(str(listing),), out=str(out), chunk_size=10, concurrency=4, workers=2,
+    base: dict[str, Any] = dict(urls=(str(listing),), out=str(out), chunk_rows=10, concurrency=4, workers=2,
                                 allow_private_hosts=True, timeout=5.0)
     base.update(kw)
     return CollectParams(**base)
@@ -55,6 +55,11 @@ def _comparable(out: Path) -> list[dict[str, Any]]:
             if column == "path" and value is not None:
                 row["relpath"] = os.path.relpath(value, out)
     return rows
+
+
+def _work(out: Path) -> Path:
+    """The skeleton's work folder of a collect run into ``out`` (parts and journals)."""
+    return work_path(out / "manifest.parquet", "collect")
 
 
 def _whole(line: str) -> bool:
@@ -92,33 +97,34 @@ def test_a_rerun_with_the_same_input_does_nothing(server, reference) -> None:
     assert (again.chunks_run, again.tried) == (0, 0)
     assert again.status == first.status and manifest.stat().st_mtime_ns == stamp
     assert sum(server.handlers.hits.values()) == hits
-    assert not list((out / "_state" / "chunks").glob("*")), "chunk inputs are removed once their part exists"
+    assert not _work(out).exists(), "the work folder goes once the manifest is written"
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(server, reference, tmp_path: Path) -> None:
     listing, ref_out, _ = reference
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "imgnet_tools", "collect", str(listing), "--out", str(out), "--chunk-size", "10",
+    cmd = [sys.executable, "-m", "imgnet_tools", "collect", str(listing), "--out", str(out), "--chunk-rows", "10",
            "--concurrency", "4", "--workers", "2", "--allow-private-hosts", "--timeout", "5", "-q"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parts = out / "_state" / "parts"
+    work = _work(out)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(parts.glob("*.parquet"))) < 3 and proc.poll() is None:
+    while time.monotonic() < deadline and len(list(work.glob("part-*.arrow"))) < 3 and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    finished = {int(p.stem) for p in parts.glob("*.parquet")}
+    finished = {int(p.stem.split("-")[1]) for p in work.glob("part-*.arrow")}
     assert 3 <= len(finished) < 13 and not (out / "manifest.parquet").exists()
     missing_rows = sum(10 if i < 12 else 1 for i in range(13) if i not in finished)
-    journalled = sum(1 for j in parts.glob("*.jsonl") for line in j.read_text().splitlines() if _whole(line))
+    journalled = sum(1 for j in work.glob("journal-*.jsonl") if int(j.stem.split("-")[1]) not in finished
+                     for line in j.read_text().splitlines() if _whole(line))
     resumed = collect(_params(listing, out))
-    assert resumed.chunks_run == 13 - len(finished)
+    assert (resumed.chunks_run, resumed.resumed_chunks) == (13 - len(finished), len(finished))
     assert resumed.tried == missing_rows - journalled  # what the killed run finished is not fetched again
     assert _files(out) == _files(ref_out)
     assert _comparable(out) == _comparable(ref_out)
-    assert not list((out / "_state" / "tmp").glob("*")) and not list(parts.glob("*.jsonl"))
+    assert not list((out / "_state" / "tmp").glob("*")) and not work.exists()
 
 
 def test_retry_fetches_only_the_rows_rejected_for_those_reasons(server, tmp_path: Path) -> None:
@@ -152,17 +158,31 @@ def test_a_changed_input_needs_overwrite_and_stored_images_are_not_rewritten(ser
     assert [p.stat().st_mtime_ns for p in stored] == stamps
 
 
-def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(server, tmp_path: Path) -> None:
-    listing = _listing(tmp_path, server)
+def test_a_second_run_on_the_same_folder_is_refused_while_one_is_running(server, tmp_path: Path) -> None:
+    import threading
+
+    listing = _listing(tmp_path, server, extra=[server.url("/stall")])
     out = tmp_path / "out"
-    out.mkdir()
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    started = threading.Event()
+    first: dict[str, Any] = {}
+
+    def run_first() -> None:
+        try:  # the stalled URL keeps this run busy for --timeout seconds after its plan is known
+            first["result"] = collect(_params(listing, out, timeout=3.0), tally=lambda snapshot: started.set())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            first["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert started.wait(60)
         with pytest.raises(LockedError, match="another imgnet collect run"):
             collect(_params(listing, out))
     finally:
-        os.close(fd)
+        thread.join(60)
+    assert "error" not in first, first.get("error")
+    assert first["result"].reasons == {"http_404": 1, "timeout": 1}
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +204,46 @@ def test_ray_gives_the_same_files_and_manifest_as_local(server, reference, ray_s
     assert _comparable(out) == _comparable(ref_out)
 
 
-def test_a_lost_part_is_fetched_again_after_spooling_anew(server, reference, tmp_path: Path) -> None:
+class _Stop(Exception):
+    """Raised from a progress callback: the run stops as if killed after some chunks."""
+
+
+def test_a_lost_part_is_fetched_again(server, reference, tmp_path: Path) -> None:
     listing, ref_out, _ = reference
     out = tmp_path / "out"
-    collect(_params(listing, out))
-    (out / "_state" / "parts" / "000004.parquet").unlink()  # as if a power cut lost it
+    done: list[int] = []
+
+    def stop_after_five(n: int) -> None:
+        done.append(n)
+        if len(done) == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        collect(_params(listing, out, workers=1), progress=stop_after_five)
+    parts = sorted(_work(out).glob("part-*.arrow"))
+    assert len(parts) >= 5
+    parts[2].unlink()  # as if a power cut lost it (parts are not fsynced)
     again = collect(_params(listing, out))
-    assert (again.chunks_run, again.tried) == (1, 10)
-    assert _comparable(out) == _comparable(ref_out)
-    assert not list((out / "_state" / "chunks").glob("*"))
+    assert (again.chunks_run, again.resumed_chunks) == (13 - len(parts) + 1, len(parts) - 1)
+    assert _comparable(out) == _comparable(ref_out) and _files(out) == _files(ref_out)
+
+
+def test_many_small_chunks_assemble_the_same_manifest_as_one_chunk(server, tmp_path: Path) -> None:
+    urls = [server.url(f"/img/p{i:03d}") for i in range(6)] + [server.url("/404"), "ftp://example.com/x.jpg", ""]
+    listing = tmp_path / "urls__with_repeated_ids.txt"
+    ids = ["n01440764_1", "n01440764_2", "n01440764_1", "n01443537_3", "n01440764_1", "n01443537_3", "n01440764_9",
+           "n01440764_10", "n01440764_11"]  # ids listed twice and three times: keys made unique across chunks
+    listing.write_text("".join(f"{i}\t{u}\n" for i, u in zip(ids, urls)) + "no-tab-line\n")
+    one = collect(_params(listing, tmp_path / "one", chunk_rows=1000, workers=1))
+    many = collect(_params(listing, tmp_path / "many", chunk_rows=1, workers=2))
+    assert (one.chunks, many.chunks) == (1, 10)
+    rows = _comparable(tmp_path / "one")
+    assert rows == _comparable(tmp_path / "many")
+    keys = [r["key"] for r in rows]
+    assert len(set(keys)) == len(keys) == 10
+    assert keys[:6] == ["train-n01440764_1", "train-n01440764_2", "train-n01440764_1-r2", "train-n01443537_3",
+                        "train-n01440764_1-r4", "train-n01443537_3-r5"]
+    assert [r["reason"] for r in rows[6:]] == ["http_404", "bad_url", "bad_url", "bad_url"]
 
 
 def test_an_empty_list_gives_an_empty_manifest(tmp_path: Path) -> None:

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import click
 
-from imgnet_tools.cli.options import counts_bar, echo_counts, emit_json, json_option, overwrite_option, quiet_option
-from imgnet_tools.collect.fetch import USER_AGENT
-from imgnet_tools.collect.run import PER_WORKER_CONCURRENCY, PER_WORKER_PER_HOST, RETRY_REASONS, CollectParams
-from imgnet_tools.images.check import DEFAULT_MAX_PIXELS
+from imgnet_tools.cli.options import (
+    chunk_rows_option,
+    counts_bar,
+    default,
+    echo_counts,
+    emit_json,
+    executor_options,
+    json_option,
+    overwrite_option,
+    quiet_option,
+)
+from imgnet_tools.collect.run import (
+    PER_WORKER_CONCURRENCY,
+    PER_WORKER_PER_HOST,
+    RETRY_REASONS,
+    CollectParams,
+)
 
-_D = CollectParams
+
+def _d(name: str) -> object:
+    return default(CollectParams, name)
 
 
 @click.command("collect")
@@ -19,26 +34,24 @@ _D = CollectParams
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False),
               help="Class list: classes.tsv from `imgnet synsets build`, or one wnid per line.")
 @click.option("--preset", type=click.Choice(["ilsvrc2012", "imagenet21k"]), help="Use a preset class list.")
-@click.option("--split", default=_D.split, show_default=True, help="Split of rows whose list has no split column.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=_D.chunk_size, show_default=True,
-              help="URLs per task (the unit of resume and of work on the executor).")
+@click.option("--split", default=_d("split"), show_default=True, help="Split of rows whose list has no split column.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help=f"Requests in flight, in all (default: {PER_WORKER_CONCURRENCY} per worker process).")
 @click.option("--per-host", type=click.IntRange(min=0), default=None,
               help=f"Connections to one host, in all (default: {PER_WORKER_PER_HOST} per worker process; 0: no limit).")
-@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=_D.connect_timeout,
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=_d("connect_timeout"),
               show_default=True, help="Seconds to wait for a connection.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=_D.timeout, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=_d("timeout"), show_default=True,
               help="Seconds for one whole try of a URL: redirects and body.")
-@click.option("--retries", type=click.IntRange(min=0), default=_D.retries, show_default=True,
+@click.option("--retries", type=click.IntRange(min=0), default=_d("retries"), show_default=True,
               help="Tries after the first for 429, 5xx and connection resets (exponential backoff, jitter).")
-@click.option("--max-retry-wait", type=click.FloatRange(min=0), default=_D.max_retry_wait, show_default=True,
+@click.option("--max-retry-wait", type=click.FloatRange(min=0), default=_d("max_retry_wait"), show_default=True,
               help="Longest Retry-After (seconds) to wait for; a longer one ends the URL's tries.")
-@click.option("--max-redirects", type=click.IntRange(min=0), default=_D.max_redirects, show_default=True,
+@click.option("--max-redirects", type=click.IntRange(min=0), default=_d("max_redirects"), show_default=True,
               help="Redirects to follow per URL.")
-@click.option("--max-bytes", type=click.IntRange(min=1), default=_D.max_bytes, show_default=True,
+@click.option("--max-bytes", type=click.IntRange(min=1), default=_d("max_bytes"), show_default=True,
               help="Largest body to keep; a larger one is cut off while it streams (too_large).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=1), default=_d("max_pixels"), show_default=True,
               help="Decompression-bomb limit from the image header (bomb); nothing is decoded.")
 @click.option("--ignore-opt-out", is_flag=True,
               help="Fetch images whose X-Robots-Tag says noai/noimageai/noindex (recorded in the run's params).")
@@ -46,23 +59,16 @@ _D = CollectParams
               help="Allow hosts on loopback, link-local and private addresses (refused by default).")
 @click.option("--allow-host", multiple=True, metavar="HOST[:PORT]",
               help="Allow this one private host (repeatable), e.g. a mirror at 10.0.0.5:8080.")
-@click.option("--user-agent", default=USER_AGENT, show_default=True, help="User-Agent header to send.")
+@click.option("--user-agent", default=_d("user_agent"), show_default=True, help="User-Agent header to send.")
 @click.option("--retry", multiple=True, type=click.Choice(RETRY_REASONS),
               help="Fetch again the rows an earlier run rejected for this reason (repeatable), e.g. --retry timeout.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Local process pool or a Ray cluster (its workers need DIR on a shared file system).")
-@click.option("--address", default=None, help="Ray cluster address (auto: a running local Ray, or a new one).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes, each with its own event loop (default: every core).")
+@chunk_rows_option
+@executor_options
 @overwrite_option
 @quiet_option
 @json_option
-def collect(urls: tuple[str, ...], out: str, classes: str | None, preset: str | None, split: str, chunk_size: int,
-            concurrency: int | None, per_host: int | None, connect_timeout: float, timeout: float, retries: int,
-            max_retry_wait: float, max_redirects: int, max_bytes: int, max_pixels: int, ignore_opt_out: bool,
-            allow_private_hosts: bool, allow_host: tuple[str, ...], user_agent: str, retry: tuple[str, ...],
-            executor: str, address: str | None, workers: int | None, overwrite: bool, quiet: bool,
-            as_json: bool) -> None:
+def collect(urls: tuple[str, ...], allow_host: tuple[str, ...], retry: tuple[str, ...], quiet: bool, as_json: bool,
+            **options: object) -> None:
     """Download every URL of the lists into DIR and write DIR/manifest.parquet for verify, dedup and shard.
 
     \b
@@ -72,21 +78,12 @@ def collect(urls: tuple[str, ...], out: str, classes: str | None, preset: str | 
       imgnet collect urls.parquet --classes synsets/classes.tsv --out web/ --concurrency 512
 
     Only http/https; hosts on private networks are refused; X-Robots-Tag opt-outs are honoured.
-    Every failure is a rejected row with a reason. A killed run resumes; a re-run does nothing.
+    Every failure is a rejected row with a reason. Work is committed in chunks of --chunk-rows
+    URLs (default 1000): a killed run resumes; a re-run does nothing.
     """
     from imgnet_tools.collect.run import collect as run_collect
 
-    if classes and preset:
-        raise click.UsageError("give --classes or --preset, not both.")
-    if address is not None and executor != "ray":
-        raise click.BadParameter("--address needs --executor ray", param_hint="--address")
-    params = CollectParams(
-        urls=urls, out=out, classes=classes, preset=preset, split=split, chunk_size=chunk_size,
-        concurrency=concurrency, per_host=per_host, connect_timeout=connect_timeout, timeout=timeout,
-        retries=retries, max_retry_wait=max_retry_wait, max_redirects=max_redirects, max_bytes=max_bytes,
-        max_pixels=max_pixels, ignore_opt_out=ignore_opt_out, allow_private_hosts=allow_private_hosts,
-        allow_host=allow_host, user_agent=user_agent, retry=retry, overwrite=overwrite, executor=executor,
-        address=address, workers=workers)
+    params = CollectParams(urls=urls, allow_host=allow_host, retry=retry, **options)  # type: ignore[arg-type]
     with counts_bar("collect", quiet) as show:
         result = run_collect(params, tally=show)
     if as_json:

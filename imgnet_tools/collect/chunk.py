@@ -1,174 +1,193 @@
-"""One chunk of URLs: the task a worker process runs, with its own asyncio event loop.
+"""One chunk of URLs, as the chunked skeleton's work function: a worker fetches it in its own event loop.
 
-:func:`run_chunk` fetches every row of chunk N that has no result yet, appends each result to
-the chunk's journal as it arrives, fsyncs the images it stored, then commits the chunk's part
-(``_state/parts/NNNNNN.parquet``, manifest rows in row order, written atomically) and removes the
-journal and the spooled input. A worker killed half-way loses nothing it finished: the next try
-(a local pool's rebuilt worker, a Ray retry, or the next run) reads the journal back and fetches
-only the rest. Tasks are independent; they share nothing but the output folder, so they run
-the same on the local pool and on Ray (whose workers need the folder on a shared file system).
+The skeleton (:func:`imgnet_tools.execute.chunked.run_chunks`) hands a worker a chunk's items,
+``(chunk index, offset in the chunk, URL)`` for every row of the chunk that is to be fetched, and
+commits what :func:`fetch_items` returns: a table with one row per item, its ``offset`` and what
+the fetch found (:data:`RESULT_COLUMNS`). Assembly (:mod:`.assemble`) lays those over the plan.
+
+Within a chunk, resume is per URL: each finished URL is appended to the chunk's journal in the
+work folder (a few lines at a time), so a worker killed half-way, the skeleton's retry of the
+chunk, or the next run after a kill fetches only what is not in it. A journalled stored body is
+trusted only if its file still holds the bytes its sha256 names (read back and hashed: a power
+cut may have lost it); :meth:`.store.ObjectStore.sync` then makes every file the result names
+durable before the result goes back to be committed. The driver removes a chunk's journal once
+its result is committed.
+
+A URL whose fetch kills the worker twice (the skeleton then runs each item alone) becomes a
+rejected row, ``internal_error`` (or ``timeout``, for a time limit), from :func:`lost_item`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from imgnet_tools.collect.fetch import FetchConfig, Outcome, fetch_all
-from imgnet_tools.collect.plan import read_chunk
-from imgnet_tools.collect.state import chunk_path, failed_path, journal_path, part_path
-from imgnet_tools.collect.store import Store
+# This module runs in the workers only (the stage imports it lazily, never ``imgnet --help``), and
+# the local pool's fork server imports it before it forks them: aiohttp and pyarrow are imported
+# here, at the top, so every worker starts with them loaded instead of importing them on its first
+# chunk (about 0.4 s each on the 2-core VM).
+import aiohttp  # noqa: F401
+import pyarrow as pa
 
-# Every collect manifest row has these columns, in this order.
-ROW_COLUMNS = ("key", "path", "source_path", "split", "label", "wnid", "bytes", "mtime_ns", "source_bytes",
-               "source_mtime_ns", "status", "reason", "url", "final_url", "http_status", "fetched_at",
-               "content_type", "caption", "fetch_error", "sha256")
+from imgnet_tools.collect.fetch import FetchConfig, Outcome, fetch_all
+from imgnet_tools.collect.store import ObjectStore, file_digest
+
+# (chunk index, offset of the row in its chunk, URL)
+Item = tuple[int, int, str]
+# What a worker returns per item (besides ``offset``): manifest columns, and two counters for the
+# summary (fetched by this try rather than taken from the journal; wrote a new file).
+RESULT_COLUMNS = ("path", "bytes", "mtime_ns", "status", "reason", "final_url", "http_status", "fetched_at",
+                  "content_type", "fetch_error", "sha256")
+JOURNAL_FLUSH = 32  # journal lines written at once (a kill loses at most these, which are then fetched again)
 
 
 @dataclass(frozen=True)
-class ChunkTask:
-    """Chunk ``index`` of the run in ``out``; ``retry``: reasons whose rows a finished chunk fetches again."""
+class Settings:
+    """What every worker needs besides its chunk's items: how to fetch, where to store, where
+    the journals go (the stage's work folder)."""
 
-    out: str
-    index: int
     config: FetchConfig
-    retry: tuple[str, ...] = ()
+    root: str
+    work: str
 
 
-@dataclass
-class ChunkResult:
-    """What one chunk task did: rows in the chunk, URLs tried now, rows kept from before, counts."""
-
-    index: int
-    rows: int
-    tried: int
-    kept: int
-    stored_bytes: int = 0
-    status: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
+def journal_path(work: str, chunk: int) -> str:
+    return f"{work}/journal-{chunk:06d}.jsonl"
 
 
-def run_chunk(task: ChunkTask) -> ChunkResult:
-    """Fetch what chunk ``task.index`` still lacks and commit its part. Per-URL problems are rows;
-    only a run-level failure (the output folder unwritable) raises."""
-    out = Path(task.out)
-    part = part_path(out, task.index)
-    planned, done = _planned_rows(out, task, part)
-    journal = journal_path(out, task.index)
-    done.update(_read_journal(journal, planned))
-    todo = [i for i, r in enumerate(planned) if i not in done and r["reason"] is None]
-    store = Store(out, task.config.max_pixels)
-    stored_bytes = 0
+def fetch_items(settings: Settings, items: Sequence[Item]) -> "pa.Table":
+    """Fetch every item of one chunk not already in its journal; one result row per item, in item
+    order. Per-URL problems are rows; only a run-level failure (the output folder unwritable) raises."""
+    if not items:
+        return result_table([])
+    journal = journal_path(settings.work, items[0][0])
+    done = read_journal(journal, items)
+    todo = [item for item in items if item[1] not in done]
+    store = ObjectStore(settings.root, settings.config.max_pixels)
     if todo:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        with open(journal, "a", encoding="utf-8") as log:
-            def record(j: int, outcome: Outcome) -> None:
-                row = manifest_row(planned[todo[j]], outcome, out)
-                done[todo[j]] = row
-                # buffered: a kill loses at most the last few lines, whose URLs are then fetched again
-                log.write(json.dumps({"i": todo[j], "row": _jsonable(row)}, separators=(",", ":")) + "\n")
+        with _JournalWriter(journal) as log:
+            def record(i: int, outcome: Outcome) -> None:
+                offset = todo[i][1]
+                row = result_row(offset, outcome)
+                done[offset] = row
+                log.add(offset, todo[i][2], row)
 
-            asyncio.run(fetch_all([planned[i]["url"] for i in todo], task.config, store, on_result=record))
-        stored_bytes = store.new_bytes
-        store.sync()
-    rows = [done.get(i) or manifest_row(r, None, out) for i, r in enumerate(planned)]
-    _commit(out, task.index, rows)
-    return ChunkResult(
-        index=task.index, rows=len(rows), tried=len(todo), kept=len(rows) - len(todo), stored_bytes=stored_bytes,
-        status=dict(collections.Counter(r["status"] for r in rows)),
-        reasons=dict(collections.Counter(r["reason"] for r in rows if r["reason"])),
-    )
+            asyncio.run(fetch_all([item[2] for item in todo], settings.config, store, on_result=record))
+    store.sync()
+    return result_table([done[item[1]] for item in items])
 
 
-def _planned_rows(out: Path, task: ChunkTask, part: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """The chunk's rows, and those already final: from the spooled input, or (a finished chunk
-    asked to retry some reasons) from its part, keeping every row whose reason is not retried."""
-    if not part.is_file():
-        return read_chunk(chunk_path(out, task.index)), {}
-    from imgnet_tools.manifest.parquet import read_table
-
-    old: list[dict[str, Any]] = read_table(part, "manifest", columns=list(ROW_COLUMNS)).to_pylist()
-    keep = {i: r for i, r in enumerate(old) if r["reason"] not in task.retry}
-    planned = [r if i in keep else {**r, "reason": None, "fetch_error": None} for i, r in enumerate(old)]
-    return planned, keep
-
-
-def manifest_row(planned: dict[str, Any], outcome: Outcome | None, out: Path) -> dict[str, Any]:
-    """The manifest row of one planned row: fetched (``pending`` for verify), or rejected with its reason."""
-    row = {k: planned.get(k) for k in ("key", "split", "label", "wnid", "url", "caption")}
-    stored = outcome.stored if outcome is not None else None
-    if stored is not None and outcome is not None:
-        row.update(path=stored.path, source_path=stored.path, bytes=stored.size, mtime_ns=stored.mtime_ns,
-                   source_bytes=stored.size, source_mtime_ns=stored.mtime_ns, status="pending", reason=None,
-                   sha256=stored.sha256, fetch_error=None)
-    else:
-        missing = failed_path(out, planned["key"])
-        reason = outcome.reason if outcome is not None else planned.get("reason")
-        error = outcome.error if outcome is not None else planned.get("fetch_error")
-        row.update(path=missing, source_path=missing, bytes=None, mtime_ns=None, source_bytes=None,
-                   source_mtime_ns=None, status="rejected", reason=reason or "connection", sha256=None, fetch_error=error)
-    facts = outcome or Outcome()
-    row.update(final_url=facts.final_url if outcome is not None and outcome.http_status is not None else None,
-               http_status=facts.http_status, fetched_at=facts.fetched_at, content_type=facts.content_type)
-    return {k: row.get(k) for k in ROW_COLUMNS}
+def result_row(offset: int, outcome: Outcome, tried: bool = True) -> dict[str, Any]:
+    """One item's result row: stored (``pending``, for verify), or rejected with its reason."""
+    stored = outcome.stored
+    row: dict[str, Any] = {
+        "offset": offset, "path": None, "bytes": None, "mtime_ns": None, "status": "rejected",
+        "reason": outcome.reason or "connection", "fetch_error": outcome.error, "sha256": None,
+        "final_url": outcome.final_url if outcome.http_status is not None else None,
+        "http_status": outcome.http_status, "fetched_at": outcome.fetched_at, "content_type": outcome.content_type,
+        "tried": tried, "new_file": False,
+    }
+    if stored is not None:
+        row.update(path=stored.path, bytes=stored.size, mtime_ns=stored.mtime_ns, status="pending", reason=None,
+                   fetch_error=None, sha256=stored.sha256, new_file=stored.new)
+    return row
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    when = row.get("fetched_at")
-    return {**row, "fetched_at": when.isoformat() if isinstance(when, datetime.datetime) else None}
+def lost_item(settings: Settings, item: Item, why: str, detail: str) -> "pa.Table":
+    """The result of a URL whose fetch killed its worker twice (``crashed``) or ran out of time."""
+    reason = "timeout" if why == "timeout" else "internal_error"
+    outcome = Outcome(reason=reason, error=f"the worker fetching this URL {detail} twice"[:500])
+    return result_table([result_row(item[1], outcome, tried=True)])
 
 
-def _read_journal(path: Path, planned: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Rows a killed try of this chunk finished, by position. A torn last line is skipped; a
-    stored file that is gone (or changed size) makes its row be fetched again."""
+def join_results(parts: list["pa.Table"]) -> "pa.Table":
+    return pa.concat_tables(parts) if parts else result_table([])
+
+
+def result_table(rows: list[dict[str, Any]]) -> "pa.Table":
+    return pa.Table.from_pylist(rows, schema=result_schema())
+
+
+def result_schema() -> "pa.Schema":
+    from imgnet_tools.manifest.parquet import arrow_schema
+
+    return pa.schema([pa.field("offset", pa.int32()), *arrow_schema("manifest", RESULT_COLUMNS),
+                      pa.field("tried", pa.bool_()), pa.field("new_file", pa.bool_())])
+
+
+# --- the journal ----------------------------------------------------------------------------------
+
+class _JournalWriter:
+    """Appends finished URLs to a chunk's journal, :data:`JOURNAL_FLUSH` lines per write."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: list[str] = []
+        self.fd = -1
+
+    def __enter__(self) -> "_JournalWriter":
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(self.path, flags, 0o644)
+        return self
+
+    def add(self, offset: int, url: str, row: dict[str, Any]) -> None:
+        when = row["fetched_at"]
+        entry = {k: v for k, v in row.items() if k in RESULT_COLUMNS}
+        entry["fetched_at"] = when.isoformat() if isinstance(when, datetime.datetime) else None
+        self.lines.append(json.dumps({"o": offset, "u": url, "r": entry}, separators=(",", ":")) + "\n")
+        if len(self.lines) >= JOURNAL_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            data = "".join(self.lines).encode("utf-8", "surrogateescape")
+            self.lines = []
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            os.close(self.fd)
+
+
+def read_journal(path: str, items: Sequence[Item]) -> dict[int, dict[str, Any]]:
+    """Result rows a killed try of this chunk finished, by offset. A torn or foreign line is
+    skipped; a stored body whose file no longer holds its bytes is fetched again."""
     found: dict[int, dict[str, Any]] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        with open(path, "rb") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
         return found
-    except (OSError, UnicodeDecodeError):
-        return found
+    urls = {offset: url for _, offset, url in items}
     for line in lines:
         try:
             entry = json.loads(line)
-            i, row = entry["i"], entry["row"]
+            offset, url, row = entry["o"], entry["u"], entry["r"]
         except (ValueError, TypeError, KeyError):
             continue
-        if not isinstance(row, dict) or set(row) != set(ROW_COLUMNS) or not isinstance(i, int):
+        if not isinstance(row, dict) or set(row) != set(RESULT_COLUMNS) or urls.get(offset) != url:
             continue
-        if not 0 <= i < len(planned) or planned[i]["key"] != row["key"]:
-            continue
-        if row["status"] == "pending" and not _same_file(row["path"], row["bytes"]):
-            continue
-        when = row.get("fetched_at")
-        row["fetched_at"] = datetime.datetime.fromisoformat(when) if when else None
-        found[i] = row
-    return found
-
-
-def _same_file(path: str, size: int | None) -> bool:
-    try:
-        return os.stat(path).st_size == size
-    except OSError:
-        return False
-
-
-def _commit(out: Path, index: int, rows: list[dict[str, Any]]) -> None:
-    """Write the part atomically (fsynced), then drop the journal and the spooled input."""
-    import pyarrow as pa
-
-    from imgnet_tools.manifest.parquet import arrow_schema, write_table
-
-    table = pa.Table.from_pylist(rows, schema=arrow_schema("manifest", ROW_COLUMNS))
-    write_table(table, part_path(out, index), "manifest")
-    for path in (journal_path(out, index), chunk_path(out, index)):
+        if row["status"] == "pending":
+            if not isinstance(row["path"], str) or file_digest(row["path"], row["bytes"]) != row["sha256"]:
+                continue
+            try:  # the file that is there now (an identical copy may have replaced the one journalled)
+                row["mtime_ns"] = os.stat(row["path"]).st_mtime_ns
+            except OSError:
+                continue
         try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+            when = row["fetched_at"]
+            row["fetched_at"] = datetime.datetime.fromisoformat(when) if when else None
+        except (TypeError, ValueError):
+            continue
+        found[offset] = {"offset": offset, **row, "tried": False, "new_file": False}
+    return found

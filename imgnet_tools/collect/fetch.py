@@ -21,6 +21,7 @@ Every outcome is an :class:`Outcome` with a reason from the manifest's vocabular
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import email.utils
 import random
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from imgnet_tools import __version__
-from imgnet_tools.collect.store import Body, Store, Stored
+from imgnet_tools.collect.store import Body, ObjectStore, Stored, storage_error
 from imgnet_tools.collect.urls import AddressPolicy, check_url
 from imgnet_tools.errors import ImgnetError
 
@@ -62,6 +63,7 @@ class FetchConfig:
     ignore_opt_out: bool = False
     user_agent: str = USER_AGENT
     policy: AddressPolicy = AddressPolicy()
+    write_threads: int = 4  # threads that hash and write bodies (0: in the event loop)
 
 
 @dataclass
@@ -180,12 +182,13 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
 
 
 class Fetcher:
-    """Fetches URLs into a :class:`Store` over one aiohttp session (use as ``async with``)."""
+    """Fetches URLs into an :class:`~.store.ObjectStore` over one aiohttp session (use as ``async with``)."""
 
-    def __init__(self, config: FetchConfig, store: Store) -> None:
+    def __init__(self, config: FetchConfig, store: ObjectStore) -> None:
         self.config = config
         self.store = store
         self._session: aiohttp.ClientSession | None = None
+        self._writers: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> "Fetcher":
         import aiohttp
@@ -203,6 +206,19 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._writers is not None:
+            self._writers.shutdown(wait=True)
+            self._writers = None
+
+    async def _put(self, data: bytes) -> tuple[Stored | None, str | None, str | None]:
+        """Hash, check and store a whole body: in a writer thread (hashlib and file system calls
+        release the GIL, so a slow file creation does not stall the event loop), or inline."""
+        if self.config.write_threads <= 0:
+            return self.store.put(data)
+        if self._writers is None:
+            self._writers = concurrent.futures.ThreadPoolExecutor(self.config.write_threads,
+                                                                  thread_name_prefix="imgnet-store")
+        return await asyncio.get_running_loop().run_in_executor(self._writers, self.store.put, data)
 
     async def fetch(self, url: str | None) -> Outcome:
         """Fetch one URL with retries; never raises (cancellation aside)."""
@@ -228,7 +244,9 @@ class Fetcher:
         body = self.store.new_body()
         outcome = Outcome(final_url=url)
         try:
-            await self._follow(url, body, outcome)
+            data = await self._follow(url, body, outcome)
+            if data is not None:  # received whole, outside the response (its connection is back in the pool)
+                outcome.stored, outcome.reason, outcome.error = await self._put(data)
         except (asyncio.CancelledError, ImgnetError):  # cancelled, or the store failed (disk full): the run stops
             body.discard()
             raise
@@ -245,8 +263,9 @@ class Fetcher:
         outcome.fetched_at = _now()
         return outcome
 
-    async def _follow(self, url: str, body: Body, outcome: Outcome) -> None:
-        """Request ``url``, following redirects by hand, and receive the body into ``body``."""
+    async def _follow(self, url: str, body: Body, outcome: Outcome) -> bytes | None:
+        """Request ``url``, following redirects by hand, and receive the body: into ``body`` (when
+        it streams to disk), or returned whole, to be stored by the caller."""
         import aiohttp
 
         assert self._session is not None  # noqa: S101 - internal invariant: used inside ``async with``
@@ -266,17 +285,17 @@ class Fetcher:
                 if resp.status in REDIRECTS:
                     nxt = self._next_hop(resp, current, outcome)
                     if nxt is None:
-                        return
+                        return None
                     if nxt in seen:
                         outcome.reason, outcome.error = "redirect_loop", f"{resp.status} back to a URL already visited"
-                        return
+                        return None
                     seen.add(nxt)
                     current = nxt
                     continue
-                await self._receive(resp, body, outcome)
-                return
+                return await self._receive(resp, body, outcome)
         outcome.reason = "too_many_redirects"
         outcome.error = f"more than --max-redirects {cfg.max_redirects} redirects"
+        return None
 
     def _next_hop(self, resp: "aiohttp.ClientResponse", current: str, outcome: Outcome) -> str | None:
         """The redirect's target, checked like a URL from the list; None (and a reason) when refused."""
@@ -295,47 +314,49 @@ class Fetcher:
             return None
         return nxt
 
-    async def _receive(self, resp: "aiohttp.ClientResponse", body: Body, outcome: Outcome) -> None:
-        """Judge the final response's status and headers, then stream its body into the store."""
+    async def _receive(self, resp: "aiohttp.ClientResponse", body: Body, outcome: Outcome) -> bytes | None:
+        """Judge the final response's status and headers, then receive its body: whole (returned)
+        when its size is known and modest, else streamed into ``body`` and committed here."""
         cfg = self.config
         if resp.status != 200:
             outcome.reason = _status_reason(resp.status)
             outcome.error = f"HTTP {resp.status} {resp.reason or ''}".strip()
             if resp.status in RETRY_STATUS or resp.status == 429:
                 outcome.retry_after = retry_after_seconds(resp.headers.get("Retry-After")) or 0.0
-            return
+            return None
         if not cfg.ignore_opt_out and opted_out(resp.headers.getall("X-Robots-Tag", [])):
             outcome.reason = "opted_out"
             outcome.error = "X-Robots-Tag: " + ", ".join(resp.headers.getall("X-Robots-Tag"))
-            return
+            return None
         if resp.content_length is not None and resp.content_length > cfg.max_bytes:
             outcome.reason, outcome.error = "too_large", f"Content-Length {resp.content_length} above --max-bytes {cfg.max_bytes}"
-            return
+            return None
         if resp.content_length is not None and resp.content_length <= IN_MEMORY and "Content-Encoding" not in resp.headers:
             # The common case (an image of known, modest size, not compressed on the wire): one read
             # into memory, then hashed and written once; no streaming bookkeeping per chunk.
-            data = await resp.read()
-            stored, reason, detail = self.store.put(data)
-            outcome.stored, outcome.reason, outcome.error = stored, reason, detail
-            return
+            return await resp.read()
         async for data in resp.content.iter_chunked(READ_CHUNK):
             if body.size + len(data) > cfg.max_bytes:
                 body.discard()
                 outcome.reason, outcome.error = "too_large", f"body above --max-bytes {cfg.max_bytes}; cut off"
-                return
+                return None
             if not body.feed(data):
                 body.discard()
                 outcome.reason, outcome.error = "not_an_image", "the body starts with no image format's magic"
-                return
+                return None
         if not body.finish():
             body.discard()
             outcome.reason, outcome.error = "not_an_image", "the body starts with no image format's magic"
-            return
-        stored, reason, detail = self.store.commit(body)
-        outcome.stored, outcome.reason, outcome.error = stored, reason, detail
+            return None
+        try:
+            outcome.stored, outcome.reason, outcome.error = body.commit()
+        except OSError as exc:
+            body.discard()
+            raise storage_error(exc, self.store.root) from exc
+        return None
 
 
-async def fetch_all(urls: list[str | None], config: FetchConfig, store: Store,
+async def fetch_all(urls: list[str | None], config: FetchConfig, store: ObjectStore,
                     on_result: Any = None) -> list[Outcome]:
     """Fetch every URL with at most ``config.concurrency`` in flight; ``on_result(i, outcome)`` as each ends."""
     results: list[Outcome | None] = [None] * len(urls)

@@ -1,53 +1,65 @@
-"""The chunk plan: input rows labelled, keyed and spooled into chunk files of ``chunk_size`` rows.
+"""The plan: input rows labelled and keyed, as Arrow tables of exactly ``chunk_rows`` rows.
 
-The driver reads the lists once (twice when the class list is derived from them), a block at a
-time, and writes each chunk's rows to ``_state/chunks/NNNNNN.parquet`` (schema
-``collect_chunk``). A task then needs only its chunk's number, so millions of URLs never travel
-to the workers, nor sit in the driver's memory, at once.
+The driver reads the lists a block at a time (:mod:`.inputs`) and cuts them into chunks; chunk
+``i`` always holds input rows ``i * chunk_rows`` to ``(i + 1) * chunk_rows - 1``, so the plan can
+be made again, the same, whenever it is needed (once to hand out the fetches, once more to
+assemble the manifest) and never sits in memory whole: 14 million URLs cost one chunk at a time.
 
 Per row: the split (the row's own, else ``--split``), the class (``label`` wins over ``wnid``;
 resolved against ``--classes``/``--preset``, else against the sorted wnids of the input, as scan
-does), and the sample key ``split-[class-]id`` (:mod:`imgnet_tools.images.keys`), where the id is
-the fall11 image id (``n02084071_1234``) or the row number (``000000042``). Rows that cannot be
-fetched are marked here: ``unknown_class``, or ``bad_url`` for a line that did not parse.
+does), and the base key ``split-[class-]id`` (:mod:`imgnet_tools.images.keys`), where the id is
+the fall11 image id (``n02084071_1234``) or the row number (``000000042``); assembly makes keys
+unique. Rows that will not be fetched are marked here: ``unknown_class``, or ``bad_url`` for a line
+that did not parse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgnet_tools.collect.inputs import ListRow, read_rows
-from imgnet_tools.collect.state import chunk_path
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.synsets.classlists import ClassList, derive_classes, is_wnid, load_classes
 
-CHUNK_COLUMNS = ("row", "key", "url", "split", "label", "wnid", "caption", "reason", "fetch_error")
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+# The manifest columns the plan decides (assembly adds what the fetch found).
+PLAN_COLUMNS = ("key", "split", "label", "wnid", "status", "reason", "url", "caption", "fetch_error")
 READ_BLOCK = 10_000
 
 
-def class_list(paths: list[Path], classes: str | None, preset: str | None) -> ClassList:
-    """The class list: from ``--classes``/``--preset``, else the sorted wnids found in the lists
-    (one extra pass over them, keeping only the distinct names)."""
+def survey(paths: list[Path], classes: str | None, preset: str | None) -> tuple[ClassList, int]:
+    """The class list and the number of input rows, in one pass over the lists.
+
+    The class list comes from ``--classes``/``--preset``, else it is the sorted wnids found in the
+    lists (only the distinct names are kept)."""
     given = load_classes(classes, preset)
-    if given is not None:
-        return given
     names: set[str] = set()
+    rows = 0
     for block in read_rows(paths, READ_BLOCK):
-        names.update(r.wnid for r in block if r.wnid and r.label is None)
-    return derive_classes(names)
+        rows += len(block)
+        if given is None:
+            names.update(r.wnid for r in block if r.wnid and r.label is None)
+    return (given if given is not None else derive_classes(names)), rows
+
+
+def class_list(paths: list[Path], classes: str | None, preset: str | None) -> ClassList:
+    """The class list alone (see :func:`survey`)."""
+    return survey(paths, classes, preset)[0]
 
 
 def resolve(row: ListRow, classes: ClassList, split: str) -> dict[str, Any]:
-    """A chunk row: split, label, wnid, key, and the reason it cannot be fetched (if any)."""
+    """A plan row: split, label, wnid, base key, and the reason it cannot be fetched (if any)."""
     row_split = row.split or split
     label, wnid, name, reason, error = _label(row, classes)
     if row.error is not None:
         reason, error = "bad_url", row.error
     key = keymod.base_key(row_split, name, row.id or f"{row.row:09d}")
-    return {"row": row.row, "key": key, "url": row.url, "split": row_split, "label": label, "wnid": wnid,
-            "caption": row.caption, "reason": reason, "fetch_error": error}
+    return {"key": key, "url": row.url, "split": row_split, "label": label, "wnid": wnid, "caption": row.caption,
+            "status": "rejected" if reason else "pending", "reason": reason, "fetch_error": error}
 
 
 def _label(row: ListRow, classes: ClassList) -> tuple[int | None, str | None, str | None, str | None, str | None]:
@@ -70,42 +82,19 @@ def _label(row: ListRow, classes: ClassList) -> tuple[int | None, str | None, st
     return index, wnid, row.wnid, None, None
 
 
-def spool(paths: list[Path], classes: ClassList, split: str, chunk_size: int, out: Path,
-          progress: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Write every chunk file; (rows, chunks). Chunks are cut at exactly ``chunk_size`` rows."""
-    rows = chunks = 0
-    for block in _chunks(paths, classes, split, chunk_size):
-        _write_chunk(chunk_path(out, chunks), block)
-        rows += len(block)
-        chunks += 1
-        if progress is not None:
-            progress(len(block))
-    return rows, chunks
-
-
-def _chunks(paths: list[Path], classes: ClassList, split: str, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-    pending: list[dict[str, Any]] = []
-    for block in read_rows(paths, min(READ_BLOCK, chunk_size)):
-        pending.extend(resolve(r, classes, split) for r in block)
-        while len(pending) >= chunk_size:
-            yield pending[:chunk_size]
-            pending = pending[chunk_size:]
-    if pending:
-        yield pending
-
-
-def _write_chunk(path: Path, rows: list[dict[str, Any]]) -> None:
+def plan_tables(paths: list[Path], classes: ClassList, split: str, chunk_rows: int) -> Iterator["pa.Table"]:
+    """The plan, chunk by chunk: tables of :data:`PLAN_COLUMNS`, exactly ``chunk_rows`` rows each
+    (the last one shorter)."""
     import pyarrow as pa
 
-    from imgnet_tools.manifest.parquet import arrow_schema, write_table
+    from imgnet_tools.manifest.parquet import arrow_schema
 
-    table = pa.Table.from_pylist(rows, schema=arrow_schema("collect_chunk", CHUNK_COLUMNS))
-    write_table(table, path, "collect_chunk", compression="zstd")
-
-
-def read_chunk(path: Path) -> list[dict[str, Any]]:
-    """A chunk's rows, as written by :func:`spool`."""
-    from imgnet_tools.manifest.parquet import read_table
-
-    rows: list[dict[str, Any]] = read_table(path, "collect_chunk").to_pylist()
-    return rows
+    schema = arrow_schema("manifest", PLAN_COLUMNS)
+    pending: list[dict[str, Any]] = []
+    for block in read_rows(paths, min(READ_BLOCK, chunk_rows)):
+        pending.extend(resolve(r, classes, split) for r in block)
+        while len(pending) >= chunk_rows:
+            yield pa.Table.from_pylist(pending[:chunk_rows], schema=schema)
+            del pending[:chunk_rows]
+    if pending:
+        yield pa.Table.from_pylist(pending, schema=schema)

@@ -1,58 +1,69 @@
 """Stage ``collect``: download every URL of the input lists into ``OUT`` and write ``OUT/manifest.parquet``.
 
-The run (each step resumes where a killed run stopped):
+How it runs (``execute.chunked``, like scan and verify):
 
-1. Take ``OUT/.lock``; compare the inputs' fingerprint with ``_state/run.json``: the same plan is
-   resumed, a different one is refused unless ``overwrite`` (which keeps the stored images).
-2. Plan: read the lists a block at a time and spool chunks of ``chunk_size`` rows
-   (:mod:`.plan`); skipped when the record says the plan is spooled.
-3. Fetch: every chunk without a part is one task on :func:`imgnet_tools.execute.tasks.run_tasks`
-   (the local pool, or Ray); each worker process runs its chunk in its own event loop
-   (:mod:`.chunk`) and commits the chunk's part as it finishes. ``retry`` re-opens finished
-   chunks holding rows rejected for those reasons.
-4. Assemble ``manifest.parquet`` from the parts in chunk order (:mod:`.assemble`) and mark the
-   record complete. A re-run with the same inputs then does nothing.
+1. Compare the inputs' fingerprint with ``_state/run.json``: a finished collection of the same
+   inputs does nothing; a different one is refused unless ``overwrite`` (stored images are kept).
+2. Plan pass: the lists are read a block at a time and cut into chunks of ``chunk_rows`` rows
+   (:mod:`.plan`); each chunk's fetchable rows, ``(chunk, offset, URL)``, go to a worker
+   (:func:`.chunk.fetch_items`, its own event loop and aiohttp session), and its result is
+   committed to the work folder as it returns (``manifest.parts``: a killed run redoes only the
+   chunks in flight, and within those only the URLs their journals lack). Then the manifest is
+   assembled chunk by chunk (:mod:`.assemble`): the plan made again, the results laid over it.
+3. Retry pass (``retry``): once the manifest is complete, rows rejected for those reasons are
+   fetched again, chunk by chunk over the manifest itself, and the manifest rewritten the same way.
+
+Memory stays at a few chunks plus 8 bytes per row (the keys), whatever the list's length.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import os
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgnet_tools.collect.chunk import ChunkResult, ChunkTask, run_chunk
 from imgnet_tools.collect.fetch import USER_AGENT, FetchConfig
 from imgnet_tools.collect.inputs import check_inputs
-from imgnet_tools.collect.state import (MANIFEST, chunk_path, clean_tmp, file_digest, fingerprint, input_facts,
-                                        locked, part_path, read_run, reset_plan, write_run)
+from imgnet_tools.collect.state import (MANIFEST, STAGE, clean_tmp, file_digest, fingerprint, input_facts, read_run,
+                                        write_run)
 from imgnet_tools.collect.urls import AddressPolicy
-from imgnet_tools.errors import InputError, OutputExistsError
-from imgnet_tools.execute.params import EXECUTORS, ExecutorParams, resolve_workers
-from imgnet_tools.execute.tasks import run_tasks
+from imgnet_tools.errors import ImgnetError, InputError, OutputExistsError
+from imgnet_tools.execute.chunked import Chunk, ChunkJob, Outcome, run_chunks
+from imgnet_tools.execute.params import ExecutorParams, resolve_workers
 from imgnet_tools.images.check import COLLECT_REASONS, DEFAULT_MAX_PIXELS
 
-PER_WORKER_CONCURRENCY = 128
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from imgnet_tools.collect.chunk import Item
+    from imgnet_tools.execute.tasks import Warm
+    from imgnet_tools.manifest.parts import PartStore
+
+DEFAULT_CHUNK_ROWS = 1000
+PER_WORKER_CONCURRENCY = 256
 PER_WORKER_PER_HOST = 16
 # Reasons --retry accepts: every outcome of a fetch (unknown_class is decided by the input).
-RETRY_REASONS = COLLECT_REASONS + ("empty", "not_an_image", "too_large", "truncated", "bomb")
+RETRY_REASONS = COLLECT_REASONS + ("empty", "not_an_image", "too_large", "truncated", "bomb", "internal_error")
+RETRY_COLUMNS = ["url", "status", "reason", "verify_policy"]
 
 
 @dataclass(frozen=True)
 class CollectParams:
-    """``imgnet collect`` options (field names = CLI option names)."""
+    """``imgnet collect`` options (field names = CLI option names); every rule is checked here."""
 
     urls: tuple[str, ...]
     out: str
     classes: str | None = None
     preset: str | None = None
     split: str = "train"
-    chunk_size: int = 1000
+    chunk_rows: int | None = None
     concurrency: int | None = None
     per_host: int | None = None
     connect_timeout: float = 10.0
@@ -72,6 +83,39 @@ class CollectParams:
     address: str | None = None
     workers: int | None = None
 
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise InputError("give at least one URL list (.csv, .tsv, .parquet, .jsonl, or fall11_urls.txt).")
+        if self.classes and self.preset:
+            raise InputError("give --classes or --preset, not both.")
+        if not self.split or "/" in self.split or self.split.startswith("."):
+            raise InputError(f"--split {self.split!r} is not a usable split name (like train, val or test).")
+        if self.chunk_rows is not None and self.chunk_rows < 1:
+            raise InputError(f"--chunk-rows must be at least 1, got {self.chunk_rows}.")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, got {self.concurrency}.")
+        if self.per_host is not None and self.per_host < 0:
+            raise InputError(f"--per-host must be at least 0 (0: no limit), got {self.per_host}.")
+        if not (self.connect_timeout > 0 and self.timeout > 0):
+            raise InputError("--connect-timeout and --timeout must be above 0.")
+        if self.retries < 0 or self.max_redirects < 0 or self.max_retry_wait < 0:
+            raise InputError("--retries, --max-redirects and --max-retry-wait must be at least 0.")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise InputError("--max-bytes and --max-pixels must be at least 1.")
+        unknown = sorted(set(self.retry) - set(RETRY_REASONS))
+        if unknown:
+            raise InputError(f"--retry {', '.join(unknown)}: not a fetch reason; choose from {', '.join(RETRY_REASONS)}.")
+        bad_hosts = [h for h in self.allow_host if not h.strip() or "/" in h]
+        if bad_hosts:
+            raise InputError(f"--allow-host {bad_hosts[0]!r}: give HOST or HOST:PORT (e.g. 10.0.0.5:8080).")
+        self.executor_params()  # its own rules (--executor, --address, --workers)
+
+    def executor_params(self) -> ExecutorParams:
+        return ExecutorParams(self.executor, self.address, self.workers)
+
+    def chunk_size(self) -> int:
+        return self.chunk_rows or DEFAULT_CHUNK_ROWS
+
 
 @dataclass
 class CollectResult:
@@ -84,6 +128,7 @@ class CollectResult:
     tried: int
     stored_bytes: int
     classes: int
+    resumed_chunks: int = 0
     status: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -95,71 +140,76 @@ class CollectResult:
 Tally = Callable[[dict[str, Any]], None]
 
 
-def collect(params: CollectParams, progress: Callable[[int], None] | None = None,
-            tally: Tally | None = None) -> CollectResult:
-    """Run (or resume) a collection into ``params.out``. ``progress(n)``: n more URLs are done
-    (rows of finished chunks). ``tally(snapshot)``: once the plan is known and after every chunk,
-    ``{"rows", "done", "tried", "status", "reasons"}`` (counts of this run's chunks), for a
-    progress display that shows rates and failure counts."""
-    from imgnet_tools.collect.assemble import assemble, summarize
-
-    _validate(params)
-    paths = check_inputs(params.urls)
-    out = Path(os.path.abspath(params.out))
-    executor = ExecutorParams(params.executor, params.address, params.workers)
-    with locked(out):
-        clean_tmp(out)
-        record, classes = _plan(params, paths, out, progress)
-        todo = _chunks_to_run(out, record["chunks"], params.retry)
-        if progress is not None:
-            progress(record["rows"] - sum(_chunk_rows(record, i) for i in todo))
-        config = fetch_config(params)
-        tasks = [ChunkTask(str(out), i, config, tuple(sorted(set(params.retry)))) for i in todo]
-        results: list[ChunkResult] = []
-        counts = _Counts(rows=record["rows"], done=record["rows"] - sum(_chunk_rows(record, i) for i in todo))
-        if tally is not None:
-            tally(counts.snapshot())
-
-        def done(_: int, result: ChunkResult) -> None:
-            results.append(result)
-            counts.add(result)
-            if progress is not None:
-                progress(result.rows)
-            if tally is not None:
-                tally(counts.snapshot())
-
-        run_tasks(run_chunk, tasks, executor, on_done=done)
-        if todo or not record["complete"] or not (out / MANIFEST).is_file():
-            assemble(out, record["chunks"])
-        record.update(complete=True, params=run_params(params))
-        write_run(out, record)
-    status, reasons = summarize(out / MANIFEST)
-    return CollectResult(
-        manifest=str(Path(params.out) / MANIFEST), rows=record["rows"], chunks=record["chunks"], chunks_run=len(todo),
-        tried=sum(r.tried for r in results), stored_bytes=sum(r.stored_bytes for r in results),
-        classes=record.get("classes", 0), status=status, reasons=reasons, params=run_params(params),
-    )
-
-
 @dataclass
-class _Counts:
-    """Running totals for ``tally``."""
+class _Totals:
+    """What this run did, for the result and the progress display."""
 
-    rows: int
-    done: int
+    rows: int = 0
+    done: int = 0
+    chunks_run: int = 0
+    resumed: int = 0
     tried: int = 0
+    stored_bytes: int = 0
     status: collections.Counter[str] = field(default_factory=collections.Counter)
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
 
-    def add(self, result: ChunkResult) -> None:
-        self.done += result.rows
-        self.tried += result.tried
-        self.status.update(result.status)
-        self.reasons.update(result.reasons)
+    def skipped(self, base: "pa.Table", fetched: int) -> None:
+        """Rows of a plan chunk that are rejected before any fetch (unknown class, bad line)."""
+        rejected = base.num_rows - fetched
+        if rejected:
+            import pyarrow.compute as pc
+
+            from imgnet_tools.collect.assemble import count_rows
+
+            self.done += rejected
+            count_rows(base.filter(pc.not_equal(base.column("status"), "pending")), self.status, self.reasons)
+
+    def add(self, outcome: "Outcome[Item, pa.Table]") -> None:
+        import pyarrow.compute as pc
+
+        from imgnet_tools.collect.assemble import count_rows
+
+        result = outcome.result
+        self.done += result.num_rows
+        if outcome.reused:
+            self.resumed += 1
+        else:
+            self.chunks_run += 1
+            self.tried += int(pc.sum(result.column("tried")).as_py() or 0)
+            self.stored_bytes += int(pc.sum(result.filter(result.column("new_file")).column("bytes")).as_py() or 0)
+        count_rows(result, self.status, self.reasons)
 
     def snapshot(self) -> dict[str, Any]:
         return {"rows": self.rows, "done": self.done, "tried": self.tried, "status": dict(self.status),
                 "reasons": dict(self.reasons)}
+
+
+def collect(params: CollectParams, progress: Callable[[int], None] | None = None,
+            tally: Tally | None = None) -> CollectResult:
+    """Run (or resume) a collection into ``params.out``. ``progress(n)``: n more rows are done.
+    ``tally(snapshot)``: once the plan is known and after every chunk, ``{"rows", "done",
+    "tried", "status", "reasons"}`` (counts of this run), for a display with rates and failures."""
+    from imgnet_tools.collect.assemble import summarize
+
+    paths = check_inputs(params.urls)
+    out = Path(os.path.abspath(params.out))
+    facts = input_facts(paths)
+    fp = fingerprint(facts, plan_facts(params))
+    record = read_run(out)
+    totals = _Totals()
+    finished = record is not None and record["complete"] and record["fingerprint"] == fp and (out / MANIFEST).is_file()
+    if not finished:
+        _refuse_other(params, record, fp, out)
+        record = _plan_pass(params, paths, out, fp, facts, totals, progress, tally)
+    assert record is not None
+    if params.retry and _has_retry_rows(out / MANIFEST, params.retry):
+        record = _retry_pass(params, out, record, totals, progress, tally)
+    status, reasons = summarize(out / MANIFEST)
+    return CollectResult(
+        manifest=str(Path(params.out) / MANIFEST), rows=record["rows"], chunks=record["chunks"],
+        chunks_run=totals.chunks_run, tried=totals.tried, stored_bytes=totals.stored_bytes,
+        classes=record.get("classes", 0), resumed_chunks=totals.resumed, status=status, reasons=reasons,
+        params=run_params(params))
 
 
 def outputs_complete(params: CollectParams) -> bool:
@@ -174,38 +224,13 @@ def outputs_complete(params: CollectParams) -> bool:
         return False
     if record["fingerprint"] != fingerprint(input_facts(paths), plan_facts(params)):
         return False
-    if params.retry:
-        from imgnet_tools.collect.assemble import summarize
-
-        return not set(params.retry) & set(summarize(out / MANIFEST)[1])
-    return True
-
-
-def _validate(params: CollectParams) -> None:
-    if params.executor not in EXECUTORS:
-        raise InputError(f"unknown executor {params.executor!r}; use one of {', '.join(EXECUTORS)}.")
-    if params.chunk_size < 1:
-        raise InputError("--chunk-size must be at least 1.")
-    for name in ("concurrency", "per_host"):
-        value = getattr(params, name)
-        if value is not None and value < (1 if name == "concurrency" else 0):
-            raise InputError(f"--{name.replace('_', '-')} {value} is too small (concurrency >= 1, per-host >= 0: no limit).")
-    if min(params.connect_timeout, params.timeout) <= 0 or params.retries < 0 or params.max_redirects < 0:
-        raise InputError("timeouts must be above 0; --retries and --max-redirects at least 0.")
-    if params.max_bytes < 1 or params.max_pixels < 1:
-        raise InputError("--max-bytes and --max-pixels must be at least 1.")
-    unknown = sorted(set(params.retry) - set(RETRY_REASONS))
-    if unknown:
-        raise InputError(f"--retry {', '.join(unknown)}: not a fetch reason; choose from {', '.join(RETRY_REASONS)}.")
-    bad_hosts = [h for h in params.allow_host if not h.strip() or "/" in h]
-    if bad_hosts:
-        raise InputError(f"--allow-host {bad_hosts[0]!r}: give HOST or HOST:PORT (e.g. 10.0.0.5:8080).")
+    return not (params.retry and _has_retry_rows(out / MANIFEST, params.retry))
 
 
 def plan_facts(params: CollectParams) -> dict[str, Any]:
-    """The parameters that shape the chunk plan (the fingerprint covers them)."""
-    return {"classes": file_digest(params.classes), "preset": params.preset, "split": params.split,
-            "chunk_size": params.chunk_size}
+    """The parameters that decide the manifest's rows (the fingerprint covers them). The chunk
+    size does not: it changes how the work is cut, not the manifest."""
+    return {"classes": file_digest(params.classes), "preset": params.preset, "split": params.split}
 
 
 def run_params(params: CollectParams) -> dict[str, Any]:
@@ -219,72 +244,194 @@ def run_params(params: CollectParams) -> dict[str, Any]:
     return doc
 
 
-def _plan(params: CollectParams, paths: list[Path], out: Path,
-          progress: Callable[[int], None] | None) -> tuple[dict[str, Any], int]:
-    """The run record: the earlier one when its fingerprint matches, else a new plan, spooled."""
-    from imgnet_tools.collect.plan import class_list, spool
-
-    facts = input_facts(paths)
-    fp = fingerprint(facts, plan_facts(params))
-    record = read_run(out)
+def _refuse_other(params: CollectParams, record: dict[str, Any] | None, fp: str, out: Path) -> None:
+    """Refuse to write over another collection (other inputs) or a manifest collect did not write."""
+    if params.overwrite:
+        return
     if record is not None and record["fingerprint"] != fp:
-        if not params.overwrite:
-            raise OutputExistsError(
-                f"{out} holds a collect run of other inputs or options (URL lists, --classes/--preset, --split or "
-                "--chunk-size changed); pass --overwrite to start a new plan there (stored images are kept and "
-                "not written again), or choose another --out.")
-        reset_plan(out)
-        record = None
-    elif record is None and (out / MANIFEST).exists() and not params.overwrite:
-        raise OutputExistsError(f"{out}/{MANIFEST} exists but was not written by collect; pass --overwrite or choose another --out.")
-    if record is not None and record["spooled"] and _plan_intact(out, record["chunks"]):
-        return record, record.get("classes", 0)
-    classes = class_list(paths, params.classes, params.preset)
-    record = {"fingerprint": fp, "inputs": facts, "rows": 0, "chunks": 0, "chunk_size": params.chunk_size,
-              "classes": len(classes), "spooled": False, "complete": False, "params": run_params(params)}
-    write_run(out, record)
-    rows, chunks = spool(paths, classes, params.split, params.chunk_size, out)
-    for i in range(chunks):  # spooled again after a loss: finished chunks keep their parts
-        if part_path(out, i).is_file():
-            chunk_path(out, i).unlink()
-    record.update(rows=rows, chunks=chunks, spooled=True)
-    write_run(out, record)
-    return record, len(classes)
+        raise OutputExistsError(
+            f"{out} holds a collect run of other inputs or options (URL lists, --classes/--preset or --split "
+            "changed); pass --overwrite to start a new plan there (stored images are kept and not written "
+            "again), or choose another --out.")
+    if record is None and (out / MANIFEST).exists():
+        raise OutputExistsError(f"{out}/{MANIFEST} exists but was not written by this version of collect; pass "
+                                "--overwrite (stored images are kept) or choose another --out.")
 
 
-def _plan_intact(out: Path, chunks: int) -> bool:
-    """True when every chunk has its part or its spooled input (a lost file means spooling again)."""
-    return all(part_path(out, i).is_file() or chunk_path(out, i).is_file() for i in range(chunks))
+# --- the plan pass --------------------------------------------------------------------------------
+
+def _plan_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, facts: list[dict[str, Any]],
+               totals: _Totals, progress: Callable[[int], None] | None, tally: Tally | None) -> dict[str, Any]:
+    """Fetch every planned row not committed yet, assemble the manifest; the complete run record."""
+    from imgnet_tools.execute.tasks import warm_pool
+
+    with warm_pool(_preload(), params.executor_params()) as warm:  # workers start while the lists are read
+        return _planned_pass(params, paths, out, fp, facts, totals, progress, tally, warm)
 
 
-def _chunks_to_run(out: Path, chunks: int, retry: tuple[str, ...]) -> list[int]:
-    """Chunks without a part, and (with ``retry``) finished chunks holding a row with a retried reason."""
-    todo = []
-    for i in range(chunks):
-        part = part_path(out, i)
-        if not part.is_file():
-            todo.append(i)
-        elif retry and _has_reason(part, set(retry)):
-            todo.append(i)
-    return todo
+def _preload() -> Callable[..., object]:
+    """The work function, whose module the local pool's fork server imports before it forks the
+    workers (:mod:`.chunk` imports aiohttp and pyarrow at its top for that reason)."""
+    from imgnet_tools.collect.chunk import fetch_items
+
+    return fetch_items
 
 
-def _has_reason(part: Path, reasons: set[str]) -> bool:
-    from imgnet_tools.manifest.parquet import read_table
+def _planned_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, facts: list[dict[str, Any]],
+                  totals: _Totals, progress: Callable[[int], None] | None, tally: Tally | None,
+                  warm: "Warm") -> dict[str, Any]:
+    from imgnet_tools.collect.assemble import Assembler
+    from imgnet_tools.collect.plan import plan_tables, survey
+    from imgnet_tools.manifest.parts import digest, remove_work, work_folder
 
-    column = read_table(part, "manifest", columns=["reason"]).column("reason").to_pylist()
-    return any(r in reasons for r in column)
+    classes, rows = survey(paths, params.classes, params.preset)
+    size = params.chunk_size()
+    identity = {"stage": STAGE, "pass": "plan", "fingerprint": fp, "chunk_rows": size, "out": str(out)}
+    ident = digest(identity)
+    record = {"fingerprint": fp, "inputs": facts, "rows": rows, "chunks": math.ceil(rows / size), "chunk_rows": size,
+              "classes": len(classes), "complete": False, "params": run_params(params)}
+    target = out / MANIFEST
+    out.mkdir(parents=True, exist_ok=True)
+
+    def chunks(store: "PartStore") -> Iterator[Chunk[Item]]:
+        for index, base in enumerate(plan_tables(paths, classes, params.split, size)):
+            items = _plan_items(index, base)
+            totals.skipped(base, len(items))
+            if progress is not None and base.num_rows > len(items):
+                progress(base.num_rows - len(items))
+            if items:
+                yield Chunk(index, items, digest(ident, index, items))
+
+    def tables(store: "PartStore") -> Iterator["pa.Table"]:
+        assembler = Assembler(out, unique=True)
+        for index, base in enumerate(plan_tables(paths, classes, params.split, size)):
+            yield assembler.chunk(base, _committed(store, ident, index, _plan_items(index, base)))
+
+    totals.rows = rows
+    with work_folder(target, STAGE, identity) as store:
+        write_run(out, record)
+        clean_tmp(out)
+        _fetch(params, out, store, chunks(store), totals, progress, tally, warm)
+        _write(target, tables(store))
+        record["complete"] = True
+        write_run(out, record)
+    remove_work(target, STAGE)
+    return record
 
 
-def _chunk_rows(record: dict[str, Any], index: int) -> int:
-    """Rows in chunk ``index`` (every chunk is full but the last)."""
-    size = record["chunk_size"]
-    return min(size, record["rows"] - index * size)
+def _plan_items(index: int, base: "pa.Table") -> list[Item]:
+    """The rows of a plan chunk to fetch: every row the plan did not reject."""
+    urls = base.column("url").to_pylist()
+    status = base.column("status").to_pylist()
+    return [(index, offset, url) for offset, (url, st) in enumerate(zip(urls, status)) if st == "pending"]
+
+
+# --- the retry pass -------------------------------------------------------------------------------
+
+def _retry_pass(params: CollectParams, out: Path, record: dict[str, Any], totals: _Totals,
+                progress: Callable[[int], None] | None, tally: Tally | None) -> dict[str, Any]:
+    """Fetch again the rows collect rejected for a ``retry`` reason; rewrite the manifest."""
+    from imgnet_tools.collect.assemble import Assembler
+    from imgnet_tools.manifest.parts import digest, remove_work, work_folder
+    from imgnet_tools.manifest.stream import iter_chunks, table_info
+
+    target = out / MANIFEST
+    size = params.chunk_size()
+    reasons = frozenset(params.retry)
+    identity = {"stage": STAGE, "pass": "retry", "reasons": sorted(reasons), "manifest": table_info(target, "manifest").identity,
+                "chunk_rows": size, "out": str(out)}
+    ident = digest(identity)
+
+    def chunks(store: "PartStore") -> Iterator[Chunk[Item]]:
+        for index, table in enumerate(iter_chunks(target, "manifest", size, columns=RETRY_COLUMNS)):
+            items = _retry_items(index, table, reasons)
+            if progress is not None and table.num_rows > len(items):
+                progress(table.num_rows - len(items))
+            if items:
+                yield Chunk(index, items, digest(ident, index, items))
+
+    def tables(store: "PartStore") -> Iterator["pa.Table"]:
+        assembler = Assembler(out, unique=False)
+        for index, base in enumerate(iter_chunks(target, "manifest", size)):
+            items = _retry_items(index, base.select(RETRY_COLUMNS), reasons)
+            yield assembler.chunk(base, _committed(store, ident, index, items))
+
+    totals.rows, totals.done = record["rows"], 0
+    with work_folder(target, STAGE, identity) as store:
+        clean_tmp(out)
+        _fetch(params, out, store, chunks(store), totals, progress, tally)
+        _write(target, tables(store))
+        record = {**record, "complete": True, "params": run_params(params)}
+        write_run(out, record)
+    remove_work(target, STAGE)
+    return record
+
+
+def _retry_items(index: int, table: "pa.Table", reasons: frozenset[str]) -> list[Item]:
+    """Rows collect itself rejected (a URL, no file, never verified) for one of ``reasons``."""
+    cols = {name: table.column(name).to_pylist() for name in RETRY_COLUMNS}
+    return [(index, offset, url) for offset, (url, status, reason, policy)
+            in enumerate(zip(cols["url"], cols["status"], cols["reason"], cols["verify_policy"]))
+            if url is not None and status == "rejected" and policy is None and reason in reasons]
+
+
+def _has_retry_rows(manifest: Path, retry: Sequence[str]) -> bool:
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    reasons = frozenset(retry)
+    return any(_retry_items(0, table, reasons)
+               for table in iter_chunks(manifest, "manifest", 65536, columns=RETRY_COLUMNS))
+
+
+# --- shared by both passes --------------------------------------------------------------------------
+
+def _fetch(params: CollectParams, out: Path, store: "PartStore", chunks: Iterator["Chunk[Item]"], totals: _Totals,
+           progress: Callable[[int], None] | None, tally: Tally | None, warm: "Warm | None" = None) -> None:
+    """Run every chunk not committed yet on the executor; count, report, and drop finished journals."""
+    from imgnet_tools.collect.chunk import Settings, fetch_items, join_results, journal_path, lost_item
+
+    settings = Settings(fetch_config(params), str(out), str(store.folder))
+    job = ChunkJob(functools.partial(fetch_items, settings), functools.partial(lost_item, settings), join_results)
+    if tally is not None:
+        tally(totals.snapshot())
+    for outcome in run_chunks(job, chunks, store, params.executor_params(), warm=warm):
+        totals.add(outcome)
+        try:
+            os.unlink(journal_path(settings.work, outcome.chunk.index))
+        except FileNotFoundError:
+            pass
+        if progress is not None:
+            progress(len(outcome.chunk.items))
+        if tally is not None:
+            tally(totals.snapshot())
+
+
+def _committed(store: "PartStore", ident: str, index: int, items: list[Item]) -> "pa.Table | None":
+    """The committed results of chunk ``index`` (None when it had nothing to fetch)."""
+    from imgnet_tools.manifest.parts import digest
+
+    if not items:
+        return None
+    found = store.read(index, digest(ident, index, items))
+    if found is None or found.num_rows != len(items):
+        raise ImgnetError(f"the results of chunk {index} are missing from {store.folder} (an input list changed "
+                          "during the run, or the work folder was touched); run the same command again.")
+    return found
+
+
+def _write(target: Path, tables: Iterator["pa.Table"]) -> None:
+    from imgnet_tools.collect.assemble import write_manifest
+
+    try:
+        write_manifest(target, tables)
+    except OSError as exc:
+        raise ImgnetError(f"writing {target} failed: {exc.strerror or exc}; free space or fix the problem and run "
+                          "the same command again: the fetched chunks are kept and will not be fetched again.") from exc
 
 
 def fetch_config(params: CollectParams) -> FetchConfig:
     """Per-worker-process settings: the run's totals divided among the worker processes."""
-    workers = resolve_workers(params.workers)
+    workers = 1 if params.executor == "inline" else resolve_workers(params.workers)
     total = params.concurrency if params.concurrency is not None else PER_WORKER_CONCURRENCY * workers
     per_worker = max(1, min(math.ceil(total / workers), _descriptor_budget()))
     if params.per_host is None:
@@ -301,8 +448,8 @@ def fetch_config(params: CollectParams) -> FetchConfig:
 
 
 def _descriptor_budget() -> int:
-    """Requests one process can keep in flight: a socket and a temporary file each, within its
-    open-file limit (less some for everything else)."""
+    """Requests one process can keep in flight: a socket and a file being written each, within
+    its open-file limit (less some for everything else)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 4096

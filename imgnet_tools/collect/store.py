@@ -1,47 +1,64 @@
-"""Content-addressed storage of fetched bodies: ``DIR/ab/cd/<sha256>.<ext>``, written atomically.
+"""Content-addressed storage of fetched bodies: ``DIR/ab/cd/<sha256>.<ext>``.
 
-A body streams into a temporary file under ``DIR/_state/tmp/`` while it is hashed (memory stays
-at one network chunk per request, whatever the image's size); when it is complete and passes the
-content checks it is renamed to its sha256 name. The extension comes from the bytes' magic
-(:mod:`imgnet_tools.images.sniff`), never from the URL, so nothing a server or a list says
-reaches a file name. A body whose file already exists (the same image from another URL, or an
-earlier run) is not written again: the temporary file is dropped.
+The extension comes from the bytes' magic (:mod:`imgnet_tools.images.sniff`), never from the URL,
+so nothing a server or a list says reaches a file name. Content checks come first: the first bytes
+must be an image format's magic (``not_an_image`` for HTML, JSON, ...), and the header's width x
+height must not exceed ``max_pixels`` (``bomb``; read from the header only, never decoded).
 
-Content checks, before anything is kept: the first bytes must be an image format's magic
-(``not_an_image`` for HTML, JSON, ... and the download stops there), and the header's
-width x height must not exceed ``max_pixels`` (``bomb``; read from the header only, never decoded).
+Writing a body of known size (the common case, :meth:`ObjectStore.put`) costs one ``open`` with
+``O_CREAT | O_EXCL`` of its final name, one ``write``, one ``close`` and one ``stat``: no temporary
+file, no rename, no fsync. Why that is safe:
 
-Durability: each file is fsynced by a small thread pool as soon as it is renamed into place, while
-the event loop goes on fetching (fsync releases the GIL, and the file system groups concurrent
-fsyncs into shared journal commits); :meth:`Store.sync` waits for them and fsyncs the folders
-before the chunk's part file, which names the files, is committed. A part on disk therefore never
-names a file that a power cut could lose. (fsyncing 2000 files of 92 KB at the end of a chunk took
-3.3 s of a 7.6 s chunk here; a ``syncfs`` would be cheaper but also waits for every other writer on
-the file system.)
+* The name is the sha256 of the bytes, so a complete file at that name is right by construction;
+  the only wrong file there can be is an incomplete one (a worker killed, or the power cut, in
+  the middle of writing it). No row ever names such a file: a row is journalled only after its
+  write returned, and committed only after the chunk's :meth:`ObjectStore.sync`.
+* Whoever finds the name taken (``FileExistsError``: the same image from another URL, an earlier
+  run, a killed try) does not trust it blindly: it reads the file back and hashes it; a file whose
+  bytes do not match (an incomplete one) is replaced atomically (a temporary file in the same
+  folder, renamed over it). So an incomplete file is repaired by the next fetch of the same image
+  and is never handed to a later stage.
+* ``mtime_ns`` is read with ``stat`` of the name after the write, so the manifest records the file
+  that is there (another writer's identical copy, if it replaced ours meanwhile).
+
+Folders ``ab/`` and ``ab/cd/`` are made when an ``open`` first finds them missing, once each.
+
+Durability: nothing is fsynced per file. :meth:`ObjectStore.sync` makes every file of the chunk
+durable at once before the chunk's result (which names them) is returned for commit: one
+``syncfs`` of the output's file system (Linux), else an fsync of every file and folder it wrote.
+On a quiet disk a ``syncfs`` after 1000 images of 92 KB took about 0.1-0.4 s here; an fsync per
+image made every later file creation wait for a journal commit (``BENCHMARKS.md``, collect). The
+catch: ``syncfs`` also waits for other programs' dirty data on the same file system.
+
+Bodies of unknown size (no Content-Length, compressed on the wire, or above the in-memory limit)
+stream to a temporary file under ``DIR/_state/tmp/`` while they are hashed (:class:`Body`), and are
+renamed into place when complete and checked.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
+import ctypes
 import hashlib
 import io
 import itertools
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from imgnet_tools.errors import ImgnetError
 from imgnet_tools.images.sniff import HEAD_BYTES, sniff_format
-from imgnet_tools.manifest.atomic import TMP_PREFIX, fsync_path
+from imgnet_tools.manifest.atomic import TMP_PREFIX
 
-TMP_DIR = ("_state", "tmp")
+TMP_DIR = "_state/tmp"
 DECODED = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 EXTENSIONS = {
     "JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif",
     "JPEG2000": "jp2", "HEIF": "heic", "AVIF": "avif", "PSD": "psd", "ICO": "ico", "JPEGXL": "jxl",
 }
+HEADER_KEEP = 1 << 16  # leading bytes kept in memory for the header check (the rest goes to disk only)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _COUNTER = itertools.count()
 
 
@@ -49,20 +66,17 @@ class StorageError(ImgnetError):
     """Writing to the output folder failed (disk full, permissions): the whole run stops."""
 
 
-def _storage_error(exc: OSError, root: Path) -> StorageError:
+def storage_error(exc: OSError, root: str) -> StorageError:
     return StorageError(f"cannot write under {root}: {exc}; free space or fix permissions, then run again "
                         "(finished chunks are kept).")
 
 
-def object_path(root: Path, sha256: str, ext: str) -> Path:
+def object_path(root: str, sha256: str, ext: str) -> str:
     """Where the bytes with this sha256 live: ``root/ab/cd/<sha256>.<ext>``."""
-    return root / sha256[:2] / sha256[2:4] / f"{sha256}.{ext}"
+    return f"{root}/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
 
-HEADER_KEEP = 1 << 16  # leading bytes kept in memory for the header check (the rest goes to disk only)
-
-
-def pixel_count(head: bytes, path: Path | None, fmt: str) -> int | None:
+def pixel_count(head: bytes, path: str | None, fmt: str) -> int | None:
     """width x height from the image header (no decode): read from ``head`` (the body's first
     bytes), or from the file when the header runs past them (a large EXIF or ICC block first).
     None when the header does not parse (verify then reports it as corrupt or truncated)."""
@@ -119,158 +133,199 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-SYNC_THREADS = 4
+def _syncfs_function() -> Callable[[int], int] | None:
+    """libc's ``syncfs(fd)`` (Linux), or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_SYNCFS = _syncfs_function()
 
 
 @dataclass
 class Stored:
-    """A body kept in the store: its path, sha256, size, extension and the file's mtime."""
+    """A body kept in the store: its path, sha256, size, extension, the file's mtime, and whether
+    this fetch wrote the file (``new``) or found it there."""
 
     path: str
     sha256: str
     size: int
     ext: str
     mtime_ns: int
+    new: bool
+
+
+Kept = tuple["Stored | None", "str | None", "str | None"]  # (stored, reason, detail)
 
 
 @dataclass
-class Store:
-    """The object store under ``root`` for one chunk (it remembers the files it wrote, to sync them)."""
+class ObjectStore:
+    """The object store under ``root`` as one chunk uses it (it remembers what to make durable)."""
 
-    root: Path
+    root: str
     max_pixels: int
-    written: list[Path] = field(default_factory=list)
-    new_bytes: int = 0  # bytes of the files this chunk wrote (not those it found already stored)
-    _syncs: list["cf.Future[None]"] = field(default_factory=list)
-    _pool: cf.ThreadPoolExecutor | None = None
+    written: list[str] = field(default_factory=list)  # files this chunk wrote (for the fsync fallback)
+    new_bytes: int = 0
 
-    def _written(self, target: Path, size: int) -> None:
-        """A new file is in place: fsync it in the background."""
-        self.written.append(target)
-        self.new_bytes += size
-        if self._pool is None:
-            self._pool = cf.ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="imgnet-fsync")
-        self._syncs.append(self._pool.submit(fsync_path, target))
-
-    def tmp_dir(self) -> Path:
-        return self.root.joinpath(*TMP_DIR)
+    def tmp_dir(self) -> str:
+        return f"{self.root}/{TMP_DIR}"
 
     def new_body(self) -> "Body":
         """A body being received; call :meth:`Body.feed` with each network chunk."""
         return Body(self)
 
-    def put(self, data: bytes) -> tuple[Stored | None, str | None, str | None]:
-        """Keep a whole body received in memory: as :meth:`commit`, with one write and no
-        temporary file at all when the same bytes are already stored."""
-        try:
-            return self._put(data)
-        except OSError as exc:
-            raise _storage_error(exc, self.root) from exc
-
-    def _put(self, data: bytes) -> tuple[Stored | None, str | None, str | None]:
-        if not data:
-            return None, "empty", "the server sent an empty body"
-        fmt = sniff_format(data[:HEAD_BYTES])
+    def judge(self, head: bytes, path: str | None = None) -> tuple[str | None, str | None, str | None]:
+        """(format, reason, detail) of a body from its first bytes: reason None when it may be kept."""
+        fmt = sniff_format(head[:HEAD_BYTES])
         if fmt is None:
             return None, "not_an_image", "the body starts with no image format's magic"
-        pixels = pixel_count(data[:HEADER_KEEP], None, fmt)
+        pixels = pixel_count(head[:HEADER_KEEP], path, fmt)
         if pixels is not None and pixels > self.max_pixels:
-            return None, "bomb", f"{pixels} pixels in the header, above --max-pixels {self.max_pixels}"
-        digest = hashlib.sha256(data).hexdigest()
-        ext = EXTENSIONS[fmt]
-        target = object_path(self.root, digest, ext)
-        try:
-            st = os.stat(target)
-        except FileNotFoundError:
-            st = None
-        if st is None or st.st_size != len(data):
-            st = self._write_new(target, data)
-        return Stored(str(target), digest, len(data), ext, st.st_mtime_ns), None, None
+            return fmt, "bomb", f"{pixels} pixels in the header, above --max-pixels {self.max_pixels}"
+        return fmt, None, None
 
-    def _write_new(self, target: Path, data: bytes) -> os.stat_result:
-        """Write ``data`` to a temporary file and rename it to ``target``; the file's stat."""
-        tmp_dir = self.tmp_dir()
-        tmp = tmp_dir / f"{TMP_PREFIX}body.{os.getpid()}-{next(_COUNTER)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    def put(self, data: bytes) -> Kept:
+        """Keep a whole body received in memory (see the module docstring); never leaves a partial
+        file behind but when the process dies in the middle of its write."""
+        if not data:
+            return None, "empty", "the server sent an empty body"
+        fmt, reason, detail = self.judge(data)
+        if reason is not None or fmt is None:
+            return None, reason, detail
+        digest = hashlib.sha256(data).hexdigest()
+        target = object_path(self.root, digest, EXTENSIONS[fmt])
         try:
-            fd = os.open(tmp, flags, 0o666)
+            new = self._create(target, data)
+            if not new:
+                new = self._check_existing(target, digest, data)
+            st = os.stat(target)
+        except OSError as exc:
+            raise storage_error(exc, self.root) from exc
+        if new:
+            self.written.append(target)
+            self.new_bytes += len(data)
+        return Stored(target, digest, len(data), EXTENSIONS[fmt], st.st_mtime_ns, new), None, None
+
+    def _create(self, target: str, data: bytes) -> bool:
+        """Write ``data`` to a new file at ``target``; False when the name is already taken."""
+        try:
+            fd = os.open(target, _CREATE, 0o666)
+        except FileExistsError:
+            return False
         except FileNotFoundError:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, flags, 0o666)
+            _make_folders(target)
+            try:
+                fd = os.open(target, _CREATE, 0o666)
+            except FileExistsError:
+                return False
         try:
             _write_all(fd, data)
-            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink(target)
+            raise
+        os.close(fd)
+        return True
+
+    def _check_existing(self, target: str, digest: str, data: bytes) -> bool:
+        """The name is taken: keep the file if it holds these bytes, else replace it (it is an
+        incomplete one). True when it was replaced."""
+        if _file_digest(target, len(data)) == digest:
+            return False
+        folder, name = os.path.split(target)
+        tmp = f"{folder}/{TMP_PREFIX}{name}.{os.getpid()}-{next(_COUNTER)}"
+        fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            _write_all(fd, data)
         except BaseException:
             os.close(fd)
             _unlink(tmp)
             raise
         os.close(fd)
-        _publish(tmp, target)
-        self._written(target, len(data))
-        return st
+        os.replace(tmp, target)
+        return True
 
-    def commit(self, body: "Body") -> tuple[Stored | None, str | None, str | None]:
-        """Keep a complete body: (stored, None, None), or (None, reason, detail) when it is no image
-        or a bomb. The temporary file is gone afterwards either way."""
-        try:
-            return self._commit(body)
-        except OSError as exc:
-            body.discard()
-            raise _storage_error(exc, self.root) from exc
-
-    def _commit(self, body: "Body") -> tuple[Stored | None, str | None, str | None]:
-        fmt = body.format
-        written = body.fstat()
-        tmp = body.close()
-        if body.size == 0 or tmp is None or written is None:
-            return None, "empty", "the server sent an empty body"
-        if fmt is None:  # pragma: no cover - feed() stops a body without magic before it is kept
-            _unlink(tmp)
-            return None, "not_an_image", "no image magic"
-        pixels = pixel_count(body.head, tmp, fmt)
-        if pixels is not None and pixels > self.max_pixels:
-            _unlink(tmp)
-            return None, "bomb", f"{pixels} pixels in the header, above --max-pixels {self.max_pixels}"
-        digest = body.hasher.hexdigest()
-        ext = EXTENSIONS[fmt]
+    def place(self, tmp: str, digest: str, size: int, ext: str) -> Stored:
+        """Move a complete, checked temporary file to its content-addressed name (or drop it when
+        the same bytes are already there)."""
         target = object_path(self.root, digest, ext)
         try:
+            new = _file_digest(target, size) != digest
+            if new:
+                try:
+                    os.replace(tmp, target)
+                except FileNotFoundError:
+                    _make_folders(target)
+                    os.replace(tmp, target)
+            else:
+                _unlink(tmp)
             st = os.stat(target)
-        except FileNotFoundError:
-            st = None
-        if st is not None and st.st_size == body.size:
-            _unlink(tmp)  # the same bytes are already stored (another URL, an earlier run)
-        else:
-            _publish(tmp, target)
-            self._written(target, body.size)
-            st = written  # a rename keeps the file's mtime
-        return Stored(str(target), digest, body.size, ext, st.st_mtime_ns), None, None
+        except OSError as exc:
+            _unlink(tmp)
+            raise storage_error(exc, self.root) from exc
+        if new:
+            self.written.append(target)
+            self.new_bytes += size
+        return Stored(target, digest, size, ext, st.st_mtime_ns, new)
 
     def sync(self) -> None:
-        """Wait until every file this chunk wrote is fsynced, then fsync their folders (the renames)."""
+        """Make every file this chunk wrote (and every file it found, written by a killed try)
+        durable: one ``syncfs``, else an fsync of each file and folder it wrote."""
         try:
-            for future in self._syncs:
-                future.result()
-            if self._pool is not None:
-                folders = {p.parent for p in self.written}
-                for future in [self._pool.submit(_fsync_dir, f) for f in folders]:
-                    future.result()
+            if _SYNCFS is not None:
+                fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                try:
+                    if _SYNCFS(fd) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                finally:
+                    os.close(fd)
+            else:  # pragma: no cover - not Linux
+                for path in self.written:
+                    _fsync(path, os.O_RDWR)
+                for folder in sorted({os.path.dirname(p) for p in self.written}):
+                    _fsync(folder, os.O_RDONLY)
         except OSError as exc:
-            raise _storage_error(exc, self.root) from exc
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-            self._syncs.clear()
-            self.written.clear()
+            raise storage_error(exc, self.root) from exc
+        self.written.clear()
 
+
+def file_digest(path: str, size: int | None = None) -> str | None:
+    """sha256 of the file at ``path`` (None when it is missing, unreadable or not ``size`` bytes)."""
+    return _file_digest(path, size)
+
+
+def _file_digest(path: str, size: int | None) -> str | None:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if size is not None and os.fstat(fh.fileno()).st_size != size:
+                return None
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _make_folders(target: str) -> None:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+
+
+def _fsync(path: str, flags: int) -> None:  # pragma: no cover - not Linux
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Body:
-    """One response body on its way to the store: sniffed from its first bytes, hashed as it
-    comes, written to a temporary file. Call :meth:`discard` on any failure."""
+    """One response body of unknown size on its way to the store: sniffed from its first bytes,
+    hashed as it comes, written to a temporary file. Call :meth:`discard` on any failure."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -278,7 +333,7 @@ class Body:
         self._head = b""
         self.head = b""  # the first HEADER_KEEP bytes, for the header check
         self._fd: int | None = None
-        self._tmp: Path | None = None
+        self._tmp: str | None = None
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes; False when the body is not an image (stop reading it)."""
@@ -286,7 +341,7 @@ class Body:
             return self._feed(data)
         except OSError as exc:
             self.discard()
-            raise _storage_error(exc, self.store.root) from exc
+            raise storage_error(exc, self.store.root) from exc
 
     def _feed(self, data: bytes) -> bool:
         self.size += len(data)
@@ -307,21 +362,16 @@ class Body:
         if self.format is None:
             return False
         tmp_dir = self.store.tmp_dir()
-        name = f"{TMP_PREFIX}body.{os.getpid()}-{next(_COUNTER)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        name = f"{tmp_dir}/{TMP_PREFIX}body.{os.getpid()}-{next(_COUNTER)}"
         try:
-            self._fd = os.open(tmp_dir / name, flags, 0o666)
+            self._fd = os.open(name, _CREATE, 0o666)
         except FileNotFoundError:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(tmp_dir / name, flags, 0o666)
-        self._tmp = tmp_dir / name
+            os.makedirs(tmp_dir, exist_ok=True)
+            self._fd = os.open(name, _CREATE, 0o666)
+        self._tmp = name
         _write_all(self._fd, self._head)
         self.head, self._head = self._head[:HEADER_KEEP], b""
         return True
-
-    def fstat(self) -> os.stat_result | None:
-        """The temporary file's stat (None when nothing was written)."""
-        return os.fstat(self._fd) if self._fd is not None else None
 
     def finish(self) -> bool:
         """The body ended: sniff a body shorter than the head now; False when it is not an image."""
@@ -330,39 +380,34 @@ class Body:
                 return self._start()
             except OSError as exc:
                 self.discard()
-                raise _storage_error(exc, self.store.root) from exc
+                raise storage_error(exc, self.store.root) from exc
         return True
 
-    def close(self) -> Path | None:
-        """Close the temporary file; its path (None when nothing was written)."""
+    def commit(self) -> Kept:
+        """Keep the complete body: (stored, None, None), or (None, reason, detail) when it is empty,
+        no image or a bomb. The temporary file is gone afterwards either way."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        return self._tmp
+        tmp = self._tmp
+        if self.size == 0 or tmp is None:
+            self.discard()
+            return None, "empty", "the server sent an empty body"
+        fmt, reason, detail = self.store.judge(self.head, tmp)
+        if reason is not None or fmt is None:
+            self.discard()
+            return None, reason, detail
+        self._tmp = None
+        return self.store.place(tmp, self.hasher.hexdigest(), self.size, EXTENSIONS[fmt]), None, None
 
     def discard(self) -> None:
         """Drop whatever was received."""
-        tmp = self.close()
-        if tmp is not None:
-            _unlink(tmp)
-        self._tmp = None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Rename a complete temporary file to its content-addressed name (making its folder if new)."""
-    try:
-        os.replace(tmp, target)
-    except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            _unlink(self._tmp)
+            self._tmp = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -371,6 +416,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
