@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run:run", "Run a declarative pipeline recipe (pipelines/*.yaml)."),
     "demo-data": ("demo:demo_data", "Generate the deterministic mini-ImageNet demo dataset."),
     "report": ("report:report", "Write report.html and figures for a run directory."),
+    "votes": ("votes:votes", "Human verification: export work, import crowd answers, consensus, apply, label page."),
 }
 
 
@@ -66,7 +67,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ImgnetError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"{exc.label}: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
 

@@ -24,12 +24,16 @@ from imgnet_tools.images.sniff import DECODABLE, claimed_format, sniff_format
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+# Rejected by the crowd (``imgnet votes apply``), never by a check here; listed so that the
+# vocabulary stays one list (a test holds it equal to the schema's reason_values).
+VOTE_REASONS = ("votes_no", "no_consensus", "votes_pending")
 # Rejected: the image cannot be used. Scan-time reasons first (set before any decode).
 REJECT_REASONS = (
     "missing", "unreadable", "symlink_loop", "not_a_file", "non_utf8_name", "unknown_class",
     "empty", "not_an_image", "unsupported_format", "bomb", "truncated", "corrupt",
-    "too_small", "too_large", "bad_aspect",
+    "too_small", "too_large", "bad_aspect", *VOTE_REASONS,
 )
+
 # Fixable: a normalised copy (RGB JPEG, orientation applied, first frame) is usable.
 FIXABLE_REASONS = (
     "format_mismatch", "cmyk", "colour_space", "high_bit_depth", "palette", "alpha", "grayscale", "animated",

@@ -22,6 +22,7 @@ RUN_RECORD = "run.json"
 MANIFEST = "manifest.parquet"
 DATASET = "dataset.json"
 BENCH_SCHEMA = "bench_report"
+VOTES_KINDS = ("votes", "votes_consensus", "votes_workers")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class RunData:
     manifest: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     bench: list[dict[str, Any]] = field(default_factory=list)
+    votes: dict[str, Any] | None = None  # report.votes.summarise: only when a votes table is found
     sources: list[Source] = field(default_factory=list)
 
 
@@ -148,6 +150,11 @@ def discover(root: Path) -> tuple[dict[str, Any] | None, dict[str, Path]]:
         "dataset": [p for p in files if p.name == DATASET],
         "bench_report": [p for p in files if p.suffix == ".json" and "bench" in p.name and _read_bench(p)],
     }
+    # Votes tables by their schema name; only Parquet files named like them are opened (a shard
+    # directory holds a Parquet slice per shard).
+    votes_like = [p for p in files if p.suffix == ".parquet" and ("votes" in p.name or "consensus" in p.name)]
+    for kind in VOTES_KINDS:
+        kinds[kind] = [p for p in votes_like if _parquet_kind(p) == kind]
     for kind, paths in kinds.items():
         if paths:
             found[kind] = max(paths, key=lambda p: p.stat().st_mtime_ns)
@@ -194,6 +201,9 @@ def collect(root: Path) -> RunData:
         data.dataset = doc
     if "bench_report" in found:
         data.bench = _read_bench(found["bench_report"])
+    from imgnet_tools.report.votes import summarise
+
+    data.votes = summarise(found)
     data.sources = [Source.of(p, kind) for kind, p in found.items()]
     return data
 

@@ -1,0 +1,115 @@
+"""Dawid-Skene EM on integer-coded votes with numpy: crowd-kit's algorithm, vectorised.
+
+Why it exists (the issue asks for no hand-written EM unless measured better): crowd-kit's
+``DawidSkene`` does each E and M step with pandas joins and group-bys, about 0.75 s per
+iteration on a million votes on the 2-core development machine (13.5 s in all, 18 iterations);
+this one does each step with a few ``np.bincount`` calls over the same arrays (see
+BENCHMARKS.md, "votes aggregation", for both, measured side by side). It follows crowd-kit step
+for step so that the two agree to 1e-6 (a test holds them to that): initialisation from the
+majority vote, gold tasks fixed to their label after every E step, priors as the mean of the
+task posteriors, worker error matrices clipped at 1e-10 and normalised over the observed label,
+and crowd-kit's stopping rule (the change of its evidence lower bound per vote below ``tol``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+EPS = 1e-10  # crowd-kit's _EPS
+
+
+@dataclass
+class DSFit:
+    """Posteriors per task (tasks x labels), class priors, error matrices (workers x observed x
+    true) and the number of EM iterations run."""
+
+    probas: "np.ndarray"
+    priors: "np.ndarray"
+    errors: "np.ndarray"
+    iterations: int
+
+
+def _majority(tasks: "np.ndarray", labels: "np.ndarray", n_tasks: int, n_labels: int) -> "np.ndarray":
+    import numpy as np
+
+    counts = np.stack([np.bincount(tasks, weights=(labels == k).astype(np.float64), minlength=n_tasks)
+                       for k in range(n_labels)], axis=1)
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.full_like(counts, 1.0 / n_labels), where=total > 0)
+
+
+def _fix_gold(probas: "np.ndarray", gold: "np.ndarray | None") -> "np.ndarray":
+    """Gold tasks (label >= 0 in ``gold``) get probability 1 on their label."""
+    import numpy as np
+
+    if gold is None:
+        return probas
+    known = gold >= 0
+    if known.any():
+        probas[known] = 0.0
+        probas[np.flatnonzero(known), gold[known]] = 1.0
+    return probas
+
+
+def _m_step(probas: "np.ndarray", tasks: "np.ndarray", cell: "np.ndarray", n_workers: int,
+            n_labels: int) -> "np.ndarray":
+    """errors[w, observed, true]: expected counts of each (worker, observed) under each true label."""
+    import numpy as np
+
+    size = n_workers * n_labels
+    counts = [np.bincount(cell, weights=probas[tasks, k], minlength=size) for k in range(n_labels)]
+    errors = np.stack(counts, axis=1).astype(np.float64).reshape(n_workers, n_labels, n_labels)
+    np.clip(errors, EPS, None, out=errors)
+    errors /= errors.sum(axis=1, keepdims=True)
+    return errors
+
+
+def _e_step(log_priors: "np.ndarray", log_err_votes: "np.ndarray", tasks: "np.ndarray", n_tasks: int) -> "np.ndarray":
+    """Task posteriors from the priors and every vote's log error row, normalised in log space."""
+    import numpy as np
+
+    loglik = np.stack([np.bincount(tasks, weights=log_err_votes[:, k], minlength=n_tasks)
+                       for k in range(log_err_votes.shape[1])], axis=1) + log_priors
+    loglik -= loglik.max(axis=1, keepdims=True)
+    probas = np.exp(loglik)
+    probas /= probas.sum(axis=1, keepdims=True)
+    return probas
+
+
+def _elbo(probas: "np.ndarray", log_err_votes: "np.ndarray", log_priors: "np.ndarray", tasks: "np.ndarray") -> float:
+    """crowd-kit's evidence lower bound per vote (the prior counted once per vote, as it does)."""
+    import numpy as np
+
+    joint = float((probas[tasks] * (log_err_votes + log_priors)).sum())
+    clipped = np.clip(probas, EPS, None)
+    entropy = -float((np.log(clipped) * clipped).sum())
+    return (joint + entropy) / len(tasks)
+
+
+def dawid_skene(tasks: "np.ndarray", workers: "np.ndarray", labels: "np.ndarray", n_tasks: int, n_workers: int,
+                n_labels: int = 2, gold: "np.ndarray | None" = None, n_iter: int = 100, tol: float = 1e-5) -> DSFit:
+    """Fit Dawid-Skene to votes ``(tasks[i], workers[i], labels[i])`` (integer codes, every
+    task with at least one vote); ``gold[t]`` is the known label of task t or -1."""
+    import numpy as np
+
+    tasks = np.asarray(tasks, dtype=np.int64)
+    cell = np.asarray(workers, dtype=np.int64) * n_labels + np.asarray(labels, dtype=np.int64)
+    probas = _fix_gold(_majority(tasks, labels, n_tasks, n_labels), gold)
+    priors = probas.mean(axis=0)
+    errors = _m_step(probas, tasks, cell, n_workers, n_labels)
+    loss, iterations = -np.inf, 0
+    for iterations in range(1, n_iter + 1):
+        log_err_votes = np.log(errors.reshape(n_workers * n_labels, n_labels))[cell]
+        probas = _fix_gold(_e_step(np.log(np.clip(priors, EPS, None)), log_err_votes, tasks, n_tasks), gold)
+        priors = probas.mean(axis=0)
+        errors = _m_step(probas, tasks, cell, n_workers, n_labels)
+        log_err_votes = np.log(errors.reshape(n_workers * n_labels, n_labels))[cell]
+        new_loss = _elbo(probas, log_err_votes, np.log(np.clip(priors, EPS, None)), tasks)
+        if new_loss - loss < tol:
+            break
+        loss = new_loss
+    return DSFit(probas, priors, errors, iterations)
