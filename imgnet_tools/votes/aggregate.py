@@ -7,7 +7,9 @@ recipe stage call it too):
 2. a first fit of the method on every yes/no vote (``maybe`` is an abstention);
 3. per worker, against that consensus: accuracy on gold, agreement, spam score
    (:mod:`.workers`); spammers, adversaries and workers who fail gold are dropped;
-4. a second fit without the dropped workers' votes (skipped when nobody is dropped);
+4. a fit without the dropped workers' votes, and steps 3-4 again (at most :data:`MAX_PASSES`
+   fits in all) while that consensus shows more workers to drop: spammers pull the first
+   consensus towards themselves, so one of them may only show once the others are gone;
 5. the decision and the votes still needed per question (:mod:`.consensus`), and the worker
    measures again against the final consensus.
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 CONSENSUS_FILE = "consensus.parquet"
+MAX_PASSES = 3  # fits at most: a spammer hidden by other spammers shows once they are dropped
 ANSWER_CODE = {"no": 0, "yes": 1, "maybe": 2}
 
 
@@ -173,12 +176,17 @@ def build_consensus(votes: "pa.Table", policy: ConsensusPolicy, gold: Gold | Non
     n_workers = len(coded.worker_names)
     everyone = np.ones(len(coded.question), dtype=bool)
     t1 = time.perf_counter()
-    first = _fit(coded, everyone, policy)
-    stats = worker_stats(coded.question, coded.worker, coded.answer, n_workers, _hard(first), coded.gold)
-    reasons = drop_reasons(stats, policy.workers)
-    dropped = np.array([r is not None for r in reasons], dtype=bool)
-    keep = ~dropped[coded.worker] if n_workers else everyone
-    final = _fit(coded, keep, policy) if dropped.any() else first
+    final, keep = _fit(coded, everyone, policy), everyone
+    reasons = np.full(n_workers, None, dtype=object)
+    for _ in range(MAX_PASSES):  # judge workers, drop, refit without them; until nobody new is dropped
+        stats = worker_stats(coded.question, coded.worker, coded.answer, n_workers, _hard(final), coded.gold)
+        found = drop_reasons(stats, policy.workers)
+        new = np.array([r is not None for r in found], dtype=bool) & np.array([r is None for r in reasons], dtype=bool)
+        if not new.any():
+            break
+        reasons[new] = found[new]
+        keep = np.array([r is None for r in reasons], dtype=bool)[coded.worker]
+        final = _fit(coded, keep, policy)
     t2 = time.perf_counter()
     questions, synsets = _questions(coded, keep, final, policy)
     stats = worker_stats(coded.question, coded.worker, coded.answer, n_workers, _hard(final), coded.gold)
