@@ -24,6 +24,7 @@ import importlib.resources
 import ipaddress
 import os
 import re
+import signal
 import socket
 import threading
 from collections import defaultdict
@@ -351,17 +352,36 @@ def url_of(sock: socket.socket, params: ServeParams) -> str:
     return f"http://{shown}:{port}/" + (f"?token={params.token}" if params.token else "")
 
 
+def _quiet_server_class() -> Any:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn re-raises a SIGINT/SIGTERM once it has shut down, which would kill us before the
+        journal's last fold (or print a KeyboardInterrupt traceback); here a signal only asks it
+        to stop (twice Ctrl-C: stop now), and ``serve`` returns normally."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return QuietServer
+
+
 def serve(params: ServeParams, on_ready: Callable[[str], None] | None = None) -> None:
     """Bind, start the folder, serve until interrupted, fold and close on the way out."""
     import uvicorn
 
     check_params(params)
+    _QuietServer = _quiet_server_class()
     state = LabelState(params)
     family = socket.AF_INET6 if ":" in params.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((params.host, params.port))
+        sock.listen(128)  # connections wait in the backlog from now on, so the address can be printed
     except OSError as exc:
         sock.close()
         state.stop()
@@ -371,7 +391,7 @@ def serve(params: ServeParams, on_ready: Callable[[str], None] | None = None) ->
         if on_ready is not None:
             on_ready(url_of(sock, params))
         config = uvicorn.Config(build_app(state), log_level="warning", lifespan="off", access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        _QuietServer(config).run(sockets=[sock])
     finally:
         state.stop()
         sock.close()

@@ -2,7 +2,8 @@
 // journals each one (fsync) before it answers, so "saved" means saved.
 "use strict";
 (function () {
-  var state = {worker: "", synsets: [], wnid: null, grid: null, focus: 0, saved: 0, failed: 0};
+  var state = {worker: "", synsets: [], wnid: null, grid: null, focus: 0, saved: 0, failed: 0, sent: 0, shown: 0,
+    chain: Promise.resolve()};  // answers are posted one after another, so the journal keeps their order
   var $ = function (id) { return document.getElementById(id); };
   var ANSWER_KEYS = {y: "yes", "1": "yes", n: "no", "2": "no", m: "maybe", "3": "maybe"};
 
@@ -73,7 +74,9 @@
 
   function renderGrid() {
     var grid = $("grid");
+    var loaded = 0;
     grid.innerHTML = "";
+    grid.setAttribute("data-loaded", "0");  // images decoded so far (lets a test wait for the grid)
     state.grid.items.forEach(function (it, i) {
       var cell = document.createElement("div");
       cell.className = "cell";
@@ -85,6 +88,7 @@
       img.src = "image/" + encodeURIComponent(it.key);
       img.alt = it.key;
       img.loading = "lazy";
+      img.addEventListener("load", function () { loaded += 1; grid.setAttribute("data-loaded", String(loaded)); });
       cell.appendChild(img);
       var row = document.createElement("div");
       row.className = "answers";
@@ -99,12 +103,14 @@
       cell.appendChild(row);
       var meta = document.createElement("div");
       meta.className = "meta";
-      meta.textContent = it.key + " · " + it.votes + " vote" + (it.votes === 1 ? "" : "s");
+      meta.textContent = metaText(it);
       cell.appendChild(meta);
       cell.addEventListener("click", function () { setFocus(i); });
       grid.appendChild(cell);
     });
   }
+
+  function metaText(it) { return it.key + " · " + it.votes + " vote" + (it.votes === 1 ? "" : "s"); }
 
   function cells() { return $("grid").querySelectorAll(".cell"); }
 
@@ -123,15 +129,21 @@
     var cell = cells()[i];
     var wnid = state.wnid;
     cell.setAttribute("data-answer", value);
-    fetch("api/answer", {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({key: item.key, wnid: wnid, worker: state.worker, answer: value})})
+    var seq = ++state.sent;
+    var body = JSON.stringify({key: item.key, wnid: wnid, worker: state.worker, answer: value});
+    state.chain = state.chain.then(function () {
+      return fetch("api/answer", {method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json"}, body: body});
+    })
       .then(function (r) { return r.json().then(function (d) { if (!r.ok) { throw new Error(d.error); } return d; }); })
       .then(function (d) {
         if (!item.answer) { item.votes += 1; }
         item.answer = value;
+        var meta = cell.querySelector(".meta");
+        if (meta) { meta.textContent = metaText(item); }
         state.saved += 1;
         setStatus("Saved " + state.saved + " answer" + (state.saved === 1 ? "" : "s") + " this session.");
-        if (wnid === state.wnid) { showProgress(d.progress); }
+        if (wnid === state.wnid && seq > state.shown) { state.shown = seq; showProgress(d.progress); }
       })
       .catch(function (e) {
         state.failed += 1;
