@@ -37,7 +37,7 @@ def summarise(found: dict[str, Path]) -> dict[str, Any] | None:
                                "by_synset": per, "decisions": [], "p_yes": [], "worker_rows": []}
     if "votes_consensus" in found:
         t = read_table(found["votes_consensus"], "votes_consensus", columns=["wnid", "p_yes", "decision"])
-        summary["decisions"] = t.group_by(["wnid", "decision"]).aggregate([("p_yes", "count_all")]).to_pylist()
+        summary["decisions"] = t.group_by(["wnid", "decision"]).aggregate([([], "count_all")]).to_pylist()
         p = t.column("p_yes").drop_null().to_numpy()
         import numpy as np
 
@@ -53,7 +53,7 @@ def _by_synset(data: Any) -> tuple[list[str], dict[str, dict[str, int]], dict[st
         votes.setdefault(row["wnid"], {})[row["answer"]] = row["key_count"]
     decisions: dict[str, dict[str, int]] = {}
     for row in data.votes["decisions"]:
-        decisions.setdefault(row["wnid"], {})[row["decision"]] = row["p_yes_count_all"]
+        decisions.setdefault(row["wnid"], {})[row["decision"]] = row["count_all"]
     return sorted(set(votes) | set(decisions)), votes, decisions
 
 
