@@ -189,11 +189,12 @@ def aggregate_cmd(votes: str, out: str | None, workers_out: str | None, method: 
 
 
 def _print_synsets(rows: list[dict[str, Any]]) -> None:
-    click.echo(f"{'wnid':<10} {'images':>6} {'yes':>5} {'no':>5} {'pending':>7} {'no_cons':>7} {'needed':>6} "
+    """Per synset: decisions, votes asked now, measured agreement and the one-coin accuracy it implies."""
+    click.echo(f"{'wnid':<10} {'images':>6} {'yes':>5} {'no':>5} {'pending':>7} {'no_cons':>7} {'asked':>6} "
                f"{'agree':>6} {'acc':>5}")
     for r in rows:
         click.echo(f"{r['wnid']:<10} {r['questions']:>6} {r['yes']:>5} {r['no']:>5} {r['pending']:>7} "
-                   f"{r['no_consensus']:>7} {r['needed']:>6} {r['agreement']:>6.3f} {r['accuracy']:>5.3f}")
+                   f"{r['no_consensus']:>7} {r.get('asked', r['needed']):>6} {r['agreement']:>6.3f} {r['accuracy']:>5.3f}")
 
 
 @votes.command("next")

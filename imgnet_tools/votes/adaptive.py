@@ -152,6 +152,11 @@ def next_votes(params: NextParams, progress: Callable[[int], None] | None = None
     consensus, workers = write_consensus(result, consensus_path(params.votes))
     showable = mq.paths()
     wanted = _wanted(result, showable, params.first_votes, params.max_votes)
+    asked: dict[str, int] = {}
+    for _, wnid, n in wanted:
+        asked[wnid] = asked.get(wnid, 0) + n
+    for row in result.synsets:  # what this batch asks for (--first-votes floors images without votes)
+        row["asked"] = asked.get(row["wnid"], 0)
     batch: ExportResult | None = None
     if wanted:
         synsets = str(find_synsets(params.synsets, params.manifest))

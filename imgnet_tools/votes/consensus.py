@@ -7,7 +7,9 @@ for votes on each image until a confidence table said the answer was sure enough
 * A question is decided ``yes`` when P(yes) >= ``confidence``, ``no`` when P(yes) <= 1 -
   ``confidence`` (P(yes) from the aggregation method; gold questions are decided by their answer).
 * Each synset's agreement ``A`` is the share of agreeing pairs among the yes/no votes on the same
-  image (pooled towards the all-synset figure by :data:`PRIOR_PAIRS` pseudo-pairs). Under the
+  image, pooled towards the all-synset figure by :data:`PRIOR_PAIRS` pseudo-pairs (and that one
+  towards :data:`DEFAULT_AGREEMENT` likewise), so that a few early pairs cannot make a synset
+  look hopeless or perfect. Under the
   symmetric one-coin model a worker is right with probability ``a`` where ``A = a^2 + (1-a)^2``,
   so one more vote moves the log-odds of the answer by ``log(a / (1 - a))``: a hard synset (low
   agreement) needs more votes per image than an easy one.
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DECISIONS = ("yes", "no", "pending", "no_consensus")
 PRIOR_PAIRS = 20.0  # pseudo-pairs pulling a synset's agreement towards the all-synset one
-DEFAULT_AGREEMENT = 0.82  # a = 0.9, assumed before any image has two votes
+DEFAULT_AGREEMENT = 0.82  # a = 0.9: the assumption while few images have two votes
 MAX_ACCURACY = 0.99
 MIN_LOG_ODDS = 1e-3  # a vote worth less than this cannot move a question anywhere
 
@@ -67,7 +69,7 @@ def synset_agreement(synset: "np.ndarray", n_synsets: int, yes: "np.ndarray", no
     agree, pairs = pair_counts(yes.astype(np.int64), no.astype(np.int64))
     agree_s = np.bincount(synset, weights=agree, minlength=n_synsets)
     pairs_s = np.bincount(synset, weights=pairs, minlength=n_synsets)
-    overall = float(agree_s.sum() / pairs_s.sum()) if pairs_s.sum() > 0 else DEFAULT_AGREEMENT
+    overall = float((agree_s.sum() + DEFAULT_AGREEMENT * PRIOR_PAIRS) / (pairs_s.sum() + PRIOR_PAIRS))
     voted = ~np.isnan(p_yes)
     p_sum = np.bincount(synset[voted], weights=p_yes[voted], minlength=n_synsets)
     p_n = np.bincount(synset[voted], minlength=n_synsets)
