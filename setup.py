@@ -24,6 +24,7 @@ PACKAGES = [
     "imgnet_tools.report",
     "imgnet_tools.evaluate",
     "imgnet_tools.train",
+    "imgnet_tools.votes",
     # Top-level folders shipped inside the package so that a non-editable install finds them.
     "imgnet_tools._schemas",
     "imgnet_tools._pipelines",
@@ -43,6 +44,7 @@ setup(
         "imgnet_tools._schemas": ["*.json"],
         "imgnet_tools._pipelines": ["*.yaml"],
         "imgnet_tools.synsets": ["presets/*.txt", "presets/*.tsv", "lexnames"],
+        "imgnet_tools.votes": ["static/*.html", "static/*.js", "static/*.css"],
     },
     install_requires=[
         "click>=8.1",
@@ -61,10 +63,17 @@ setup(
         "torch>=2.1",
         # CUDA 13 build of DALI; it also runs CPU-only pipelines (device_id=None).
         "nvidia-dali-cuda130>=1.40",
+        # imgnet votes: crowd-kit for the aggregation statistics (pulls pandas and scikit-learn;
+        # not pillow), Starlette + uvicorn for the labeling page.
+        "crowd-kit>=1.4",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
     ],
     extras_require={
         "ray": ["ray>=2.9"],
-        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4", "scipy>=1.10"],
+        # playwright drives the system Chromium (/usr/bin/chromium) for the labeling page's browser
+        # test; its own browser download (`playwright install`) is never used.
+        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4", "scipy>=1.10", "playwright>=1.40"],
         # Reading the ILSVRC devkit's meta.mat (scan --val-id-map meta.mat).
         "ilsvrc": ["scipy>=1.10"],
     },

@@ -25,6 +25,8 @@ The map (keep it true; ``tests/test_architecture.py`` checks that every package 
                loss/accuracy curve) and ``imgnet predict`` (ranked top-5 per key).
 ``report``     ``report.html`` (self-contained) and PNG figures for a run directory.
 ``demodata``   the deterministic mini-ImageNet with planted faults (``imgnet demo-data``).
+``votes``      human verification: crowd votes (MTurk, Label Studio, our labeling page) -> consensus
+               (crowd-kit; Dawid-Skene by default), ImageNet's adaptive rounds, applied to the manifest.
 
 Import rule: ``cli`` may import every library package; no library package imports ``cli`` or
 ``click``. Heavy dependencies (nltk, pyarrow, torch, nvidia.dali, ray) are imported inside the

@@ -21,6 +21,7 @@ class ImgnetError(Exception):
     """Base class: a run-level error with a message fit to show a user as is."""
 
     exit_code = 1
+    label = "Error"  # the CLI prints "LABEL: message"
 
 
 class InputError(ImgnetError):
@@ -63,3 +64,18 @@ def write_failed(exc: OSError, what: str) -> DiskError:
 
 class LockedError(ImgnetError):
     """Another run holds the lock on this output directory."""
+
+
+class AwaitingInput(ImgnetError):
+    """A run stopped at a human step (the votes stage waiting for answers); not a failure.
+
+    ``result`` is the stage's summary (a dict) so that ``run.json`` can record what is awaited.
+    Exit code 3 lets scripts tell "waiting for people" from "failed".
+    """
+
+    exit_code = 3
+    label = "Waiting"
+
+    def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}

@@ -36,6 +36,7 @@ def test_wheel_ships_schemas_pipelines_and_presets(tmp_path: Path) -> None:
     assert "imgnet_tools/_schemas/manifest.schema.json" in names
     assert any(n.startswith("imgnet_tools/_pipelines/") and n.endswith(".yaml") for n in names)
     assert "imgnet_tools/py.typed" in names
+    assert {f"imgnet_tools/votes/static/page.{ext}" for ext in ("html", "js", "css")} <= set(names)  # the labeling page
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "site")
     probe = "from imgnet_tools.manifest.schemas import schemas_dir, load_schema; print(schemas_dir()); load_schema('manifest')"

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run:run", "Run a declarative pipeline recipe (pipelines/*.yaml)."),
     "demo-data": ("demo:demo_data", "Generate the deterministic mini-ImageNet demo dataset."),
     "report": ("report:report", "Write report.html and figures for a run directory."),
+    "votes": ("votes:votes", "Human verification: export work, import crowd answers, consensus, apply, label page."),
 }
 
 
@@ -81,7 +82,7 @@ class LazyGroup(click.Group):
         except ImgnetError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"{exc.label}: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -30,12 +30,16 @@ COLLECT_REASONS = (
     "bad_url", "private_host", "dns", "connection", "tls", "timeout", "too_many_redirects", "redirect_loop",
     "bad_redirect", "http_404", "http_429", "http_4xx", "http_5xx", "http_other", "opted_out",
 )
+# Rejected by the crowd (``imgnet votes apply``), never by a check here; listed so that the
+# vocabulary stays one list (a test holds it equal to the schema's reason_values).
+VOTE_REASONS = ("votes_no", "no_consensus", "votes_pending")
 # Rejected: the image cannot be used. Scan-time reasons first (set before any decode).
 REJECT_REASONS = (
     "missing", "unreadable", "symlink_loop", "symlink_outside", "not_a_file", "non_utf8_name", "unknown_class",
     *COLLECT_REASONS, "empty", "not_an_image", "unsupported_format", "bad_header", "bomb", "truncated", "corrupt",
-    "too_small", "too_large", "bad_aspect", "crashed_decoder", "internal_error",  # timeout: in COLLECT_REASONS
+    "too_small", "too_large", "bad_aspect", "crashed_decoder", "internal_error", *VOTE_REASONS,  # timeout: in COLLECT_REASONS
 )
+
 # Fixable: a normalised copy (RGB JPEG, orientation applied, first frame) is usable.
 FIXABLE_REASONS = (
     "format_mismatch", "cmyk", "colour_space", "high_bit_depth", "palette", "alpha", "grayscale", "animated",

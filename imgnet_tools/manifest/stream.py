@@ -98,6 +98,10 @@ def iter_chunks(path: str | os.PathLike[str], name: str, chunk_rows: int,
     except (pa.ArrowException, OSError) as exc:
         raise SchemaError(f"{path} cannot be read past row {done + held} ({_first_line(exc)}); it may be truncated or corrupt: "
                           "restore it, or write it again with the stage that made it.") from exc
+    declared = reader.metadata.num_rows
+    if done + held != declared:  # a spoiled page header can make a column read as fewer rows, silently
+        raise SchemaError(f"{path} reads as {done + held} rows of the {declared} its footer declares; it is corrupt: "
+                          "restore it, or write it again with the stage that made it.")
     if held:
         yield conform(pa.Table.from_batches(pending, schema=pending[0].schema), name, where, only=columns)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from imgnet_tools.errors import ImgnetError, InputError, LockedError
+from imgnet_tools.errors import AwaitingInput, ImgnetError, InputError, LockedError
 from imgnet_tools.manifest.atomic import atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.recipes.stages import STAGES
@@ -87,7 +87,7 @@ class StepRecord:
 
     id: str
     stage: str
-    action: str = "pending"  # pending | skipped | running | ran | failed
+    action: str = "pending"  # pending | skipped | running | ran | failed | waiting
     seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
@@ -209,6 +209,9 @@ def _run_step(step: PlannedStep, record: StepRecord, hooks: RunHooks) -> None:
     t0 = time.perf_counter()
     try:
         result = STAGES[step.spec.stage].call(step.params, hooks.progress)
+    except AwaitingInput as exc:  # a human step: not a failure; run.json says what is awaited
+        record.action, record.error, record.result = "waiting", str(exc), jsonable(exc.result)
+        raise
     except ImgnetError as exc:
         record.action, record.error = "failed", f"{type(exc).__name__}: {exc}"
         raise
@@ -243,6 +246,9 @@ def run(params: RunParams, hooks: RunHooks | None = None) -> RunResult:
                 recorder.save()
                 try:
                     _run_step(step, record, hooks)
+                except AwaitingInput:
+                    recorder.save("waiting")
+                    raise
                 except BaseException:
                     recorder.save("failed")
                     raise

@@ -86,6 +86,9 @@ STAGES: dict[str, StageDef] = {
         StageDef("verify", "imgnet_tools.images.verify", "VerifyParams", "verify", "imgnet verify",
                  ("manifest", "out", "fix")),
         StageDef("dedup", "imgnet_tools.dedup.run", "DedupParams", "dedup", "imgnet dedup", ("manifest", "out")),
+        # A human step: exports work and stops the run until votes are imported (imgnet_tools.votes.stage).
+        StageDef("votes", "imgnet_tools.votes.stage", "NextParams", "votes_stage", "imgnet votes next",
+                 ("manifest", "votes", "out", "synsets", "gold_file", "questions")),
         StageDef("shard", "imgnet_tools.shards.write", "ShardParams", "shard", "imgnet shard",
                  ("manifest", "out", "words")),
         StageDef("bench", "imgnet_tools.bench.run", "BenchParams", "bench", "imgnet bench", ("shards", "out")),

@@ -73,7 +73,7 @@ def report(params: ReportParams, progress: Callable[[int], None] | None = None) 
     _check_out(params)
     data = collect(params.dir)
     built: list[tuple[Section, Any, str]] = []
-    for section in SECTIONS:
+    for section in (s for s in SECTIONS if s.shown(data)):
         img, note = section.draw(data, params.max_clusters)
         built.append((section, img, note))
         if progress is not None:

@@ -22,6 +22,7 @@ RUN_RECORD = "run.json"
 MANIFEST = "manifest.parquet"
 DATASET = "dataset.json"
 BENCH_SCHEMA = "bench_report"
+VOTES_KINDS = ("votes", "votes_consensus", "votes_workers")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RunData:
     train: dict[str, Any] | None = None  # the newest *.train.json (schema train_record)
     evaluation: dict[str, Any] | None = None  # the newest imgnet eval --out report (schema eval_report)
     caltech: dict[str, Any] | None = None  # caltech_classes.json of a Caltech-101 scan
+    votes: dict[str, Any] | None = None  # report.votes.summarise: only when a votes table is found
     sources: list[Source] = field(default_factory=list)
 
 
@@ -97,19 +99,25 @@ def _files(dirs: list[Path]) -> list[Path]:
     return found
 
 
-def _parquet_kind(path: Path) -> str:
+def _parquet_kind(path: Path, strict: bool = True) -> str:
     """The artifact a ``manifest.parquet`` in the run holds; one that does not read, or is not
-    ours, is an error naming it (a report that quietly said "no data" would hide the damage)."""
+    ours, is an error naming it (a report that quietly said "no data" would hide the damage).
+
+    ``strict=False`` (Parquet files merely named like a votes table): the schema name, "" when the
+    file does not read or is not ours.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         meta = pq.read_schema(path).metadata or {}
     except (OSError, ValueError, pa.ArrowException) as exc:
+        if not strict:
+            return ""
         raise SchemaError(f"{path} is not a readable Parquet file ({str(exc).strip().splitlines()[0][:200]}); it may "
                           "be truncated or corrupt: restore it, or write it again with the stage that made it.") from exc
     kind = meta.get(b"imgnet.schema", b"").decode("utf-8", "replace")
-    if kind not in ("manifest", "shard_manifest"):
+    if strict and kind not in ("manifest", "shard_manifest"):
         raise SchemaError(f"{path} is a {kind or 'foreign'} table, not an imgnet manifest; move it out of the run "
                           "directory or write it again with the stage that made it.")
     return kind
@@ -160,6 +168,11 @@ def discover(root: Path) -> tuple[dict[str, Any] | None, dict[str, Path]]:
         "bench_report": [p for p in files if p.suffix == ".json" and "bench" in p.name and _read_bench(p)],
         **learning_kinds(files),
     }
+    # Votes tables by their schema name; only Parquet files named like them are opened (a shard
+    # directory holds a Parquet slice per shard).
+    votes_like = [p for p in files if p.suffix == ".parquet" and ("votes" in p.name or "consensus" in p.name)]
+    for kind in VOTES_KINDS:
+        kinds[kind] = [p for p in votes_like if _parquet_kind(p, strict=False) == kind]
     for kind, paths in kinds.items():
         if paths:
             found[kind] = max(paths, key=lambda p: p.stat().st_mtime_ns)
@@ -252,6 +265,9 @@ def collect(root: Path) -> RunData:
         data.bench = _read_bench(found["bench_report"])
     data.train, data.evaluation, data.caltech = (_valid_doc(found[k], k) if k in found else None
                                                  for k in ("train_record", "eval_report", "caltech_classes"))
+    from imgnet_tools.report.votes import summarise
+
+    data.votes = summarise(found)
     data.sources = [Source.of(p, kind) for kind, p in found.items()]
     return data
 

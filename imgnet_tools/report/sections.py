@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from imgnet_tools.report import votes
 from imgnet_tools.report.collect import RunData
 from imgnet_tools.report.figures import Series, Thumb, bar_chart, cluster_strips, empty_figure
 
@@ -204,14 +205,24 @@ def _table_bench(data: RunData) -> str:
     return _table(rows, ["images/s"] + keys)
 
 
+def _always(_: RunData) -> bool:
+    return True
+
+
+def _has_votes(data: RunData) -> bool:
+    return data.votes is not None
+
+
 @dataclass(frozen=True)
 class Section:
-    """One report section: anchor id, title, figure drawer and table renderer."""
+    """One report section: anchor id, title, figure drawer, table renderer, and whether the run
+    has it at all (the votes sections appear only when a votes table is found)."""
 
     id: str
     title: str
     draw: Callable[[RunData, int], tuple[Any, str]]
     table: Callable[[RunData], str]
+    shown: Callable[[RunData], bool] = _always
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -220,6 +231,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("duplicates", "Duplicate clusters", _draw_clusters, _table_clusters),
     Section("shard-sizes", "Shard sizes", _draw_shards, _table_shards),
     Section("bench-throughput", "Bench throughput", _draw_bench, _table_bench),
+    Section("votes", "Crowd votes", votes.draw_votes, votes.table_votes, _has_votes),
+    Section("votes-consensus", "Consensus and workers", votes.draw_consensus, votes.table_consensus, _has_votes),
 )
 
 
