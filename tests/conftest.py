@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -57,3 +58,18 @@ def run_installed(*args: str, env: dict[str, str] | None = None, cwd: Path | Non
     exe = Path(sys.executable).with_name("imgnet")
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+
+
+def require(module: str) -> Any:
+    """Import a test dependency, failing (never skipping) when it is missing.
+
+    DALI, Ray and scipy are installed by ``make test`` (DALI is a core dependency, the others the
+    ``[ray]`` and ``[dev]`` extras): a run without them would pass while testing less, so it fails.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f"{module} is needed by the tests and is not importable ({exc}); set up with `make test`.",
+                    pytrace=False)

@@ -31,6 +31,7 @@ from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.stream import table_info
 from imgnet_tools.shards.write import ShardParams, shard
 from tests import fuzzing
+from tests.conftest import require
 
 NAMES = sorted(fuzzing.seeds())
 FAST = dict(derandomize=True, database=None, deadline=None,
@@ -79,7 +80,7 @@ def test_header_fields_at_boundary_values_keep_the_per_file_property(scratch: Pa
 def test_jpegs_verify_calls_ok_decode_in_dali_too() -> None:
     """A JPEG verify passes as ``ok`` is copied into shards byte for byte, so DALI must decode it
     (its nvImageCodec refuses header junk that PIL skips: ``malformed_jpeg``)."""
-    pytest.importorskip("nvidia.dali")
+    require("nvidia.dali")
     import numpy as np
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types

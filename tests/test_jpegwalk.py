@@ -7,6 +7,7 @@ and verify calls them ``fixable`` (``malformed_jpeg``) instead of ``ok``, with a
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from imgnet_tools.images.check import Policy, check_image
 from imgnet_tools.images.fix import normalize_to_jpeg
 from imgnet_tools.images.jpegwalk import header_problem
 from tests import imagegen
+from tests.conftest import require
 
 GOOD = imagegen.jpeg_bytes(3, (64, 48))
 
@@ -75,7 +77,7 @@ def test_the_walk_flags_what_a_strict_decoder_refuses(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_dali_agrees(name: str) -> None:
-    pytest.importorskip("nvidia.dali")
+    require("nvidia.dali")
     data, refused = VARIANTS[name]
     assert _dali_refuses(data) is refused
 
@@ -86,6 +88,8 @@ def test_the_pillow_corpus_file_that_found_it() -> None:
     try:
         root = pillow_corpus.corpus_dir(fetch=False)
     except pillow_corpus.CorpusUnavailable as exc:
+        if os.environ.get("IMGNET_REQUIRE_CORPUS") == "1":  # CI (.ci/run): it must run there
+            pytest.fail(f"Pillow test-image corpus unavailable and IMGNET_REQUIRE_CORPUS=1: {exc}")
         pytest.skip(str(exc))
     data = Path(root, "junk_jpeg_header.jpg").read_bytes()
     assert header_problem(data) == "5 stray bytes before the marker at offset 86"

@@ -18,6 +18,7 @@ from imgnet_tools.images.scan import ScanParams, outputs_complete, scan
 from imgnet_tools.images.verify import VerifyParams, verify
 from imgnet_tools.manifest.parquet import read_table
 from tests import imagegen
+from tests.conftest import require
 
 WNIDS = ["n01443537", "n01440764", "n01484850"]  # deliberately not sorted
 KEY_RE = re.compile(r"[A-Za-z0-9_%-]+")
@@ -120,7 +121,7 @@ def test_devkit_ground_truth_needs_the_id_map(tmp_path: Path) -> None:
 
 
 def test_devkit_meta_mat_maps_ids(tmp_path: Path) -> None:
-    scipy_io = pytest.importorskip("scipy.io", reason="reading meta.mat needs scipy")
+    scipy_io = require("scipy.io")
     import numpy as np
 
     val = tmp_path / "val"

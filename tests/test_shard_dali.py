@@ -11,8 +11,9 @@ import pytest
 from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.shards.write import ShardParams, shard
 from tests.shard_data import make_dataset, write_manifest
+from tests.conftest import require
 
-dali = pytest.importorskip("nvidia.dali", reason="nvidia-dali is a core dependency; install it (make test does)")
+dali = require("nvidia.dali")
 
 
 def _read_all(tars: list[str], indexes: list[str]) -> list[tuple[bytes, bytes, bytes]]:

@@ -16,6 +16,7 @@ from imgnet_tools.train import checkpoint
 from imgnet_tools.train.loop import TrainInterrupted, TrainParams, outputs_complete, record_path, steps_to_run, train
 from imgnet_tools.train.predict import PredictParams, predict
 from tests.demo_shards import demo_shards
+from tests.conftest import require
 
 CLASSES = 10
 CHANCE = 1 / CLASSES
@@ -117,7 +118,7 @@ def test_checkpoint_holds_weights_optimizer_and_rng_and_refuses_junk(trained: Pa
 
 def test_training_through_dali_on_the_cpu(shards: Path, tmp_path: Path) -> None:
     """The same loop on the DALI loader (CPU decode here): one short epoch, a valid record."""
-    pytest.importorskip("nvidia.dali")
+    require("nvidia.dali")
     out = tmp_path / "dali.pt"
     result = train(TrainParams(shards=str(shards), out=str(out), epochs=1, loader="dali", **FAST))  # type: ignore[arg-type]
     entry = result.history[0]
