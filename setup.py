@@ -25,6 +25,7 @@ PACKAGES = [
     "imgnet_tools.evaluate",
     "imgnet_tools.train",
     "imgnet_tools.votes",
+    "imgnet_tools.demo",
     # Top-level folders shipped inside the package so that a non-editable install finds them.
     "imgnet_tools._schemas",
     "imgnet_tools._pipelines",

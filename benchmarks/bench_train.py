@@ -125,7 +125,7 @@ def _alexnet(repeats: int) -> Result:
 
 def _full_train(repeats: int, plain_rate: float) -> Result:
     """The whole imgnet train (baseline loader in the loop) on demo shards, epochs' images/s."""
-    from imgnet_tools.demodata import DemoParams, make_demo
+    from imgnet_tools.demo.data import DemoParams, make_demo
     from imgnet_tools.images.scan import ScanParams, scan
     from imgnet_tools.images.verify import VerifyParams, verify
     from imgnet_tools.shards.write import ShardParams, shard

@@ -3,18 +3,26 @@
 The map (keep it true; ``tests/test_architecture.py`` checks that every package is listed):
 
 ``errors``     ImgnetError and subclasses; messages say how to fix the problem.
+``places``     where imgnet keeps things (cache folder, default WordNet folder); set by the CLI from
+               the environment, which library code never reads.
 ``cli``        click only: one module per command group; parse, call one library function, print.
                ``cli.main.LAZY_COMMANDS`` maps command names to modules imported on use.
-``synsets``    WordNet 3.0 access (``synsets.wordnet`` is the only nltk importer), the noun graph,
-               scopes and presets, ImageNet-format exports.
-``images``     one image at a time: sniff, decode, verify, fix; content and perceptual hashes.
+``synsets``    WordNet 3.0 access (``synsets.wordnet``, the only nltk importer; set-up apart in
+               ``synsets.setup``), the noun graph, scopes, class lists and presets
+               (``synsets.classlists``), ImageNet-format exports.
+``images``     one image at a time: sniff, decode, verify, fix; content and perceptual hashes; pixels
+               (orientation, RGB policy, JPEG encoding) only in ``images.codec``; the scan and
+               verify stages.
 ``collect``    download URL lists (fall11_urls.txt, CSV/Parquet/JSONL) into a content-addressed folder
                and a manifest verify/dedup/shard take; resumable, chunked over the executors.
 ``dedup``      near-duplicate search over many hashes, clusters, keep policy.
 ``shards``     shard plan, deterministic tar writer and reader, DALI index, shard checks.
-``manifest``   schemas read from ``schemas/``, atomic writes, Parquet I/O (only pyarrow importer
-               besides the stages that build tables), format versions.
-``execute``    run independent tasks: local process pool (default) or Ray (only ray importer).
+``manifest``   schemas read from ``schemas/``, atomic writes, Parquet I/O, format versions; streamed
+               reads and writes in chunks (``manifest.stream``), a stage's committed chunks
+               (``manifest.parts``), compact key sets (``manifest.hashset``).
+``execute``    run tasks on the local process pool (default) or Ray (only ray importer), and the
+               chunked-stage skeleton every stage uses (``execute.chunked``: per-row errors, crashed
+               and timed-out items, resume at chunk granularity).
 ``loader``     DALI pipeline (only nvidia.dali importer) and the plain PyTorch baseline loader.
 ``bench``      AlexNet (2012 two-tower and single-tower), DDP runner, timing, report.
 ``recipes``    load, validate and run ``pipelines/*.yaml``; the stage registry recipes call.
@@ -24,7 +32,8 @@ The map (keep it true; ``tests/test_architecture.py`` checks that every package 
 ``train``      ``imgnet train`` (LeNet-5 / AlexNet on the loaders, resumable atomic checkpoints,
                loss/accuracy curve) and ``imgnet predict`` (ranked top-5 per key).
 ``report``     ``report.html`` (self-contained) and PNG figures for a run directory.
-``demodata``   the deterministic mini-ImageNet with planted faults (``imgnet demo-data``).
+``demo``       the deterministic mini-ImageNet with planted faults (``imgnet demo-data``, recipe stage
+               ``demo``: ``pipelines/demo.yaml`` makes its own input).
 ``votes``      human verification: crowd votes (MTurk, Label Studio, our labeling page) -> consensus
                (crowd-kit; Dawid-Skene by default), ImageNet's adaptive rounds, applied to the manifest.
 

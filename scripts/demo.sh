@@ -15,7 +15,6 @@ if "$VENV/bin/python" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_availab
   extra+=(--set bench.gpus=1)
 fi
 
-"$IMGNET" demo-data "$OUT/data" >/dev/null
 "$IMGNET" run pipelines/demo.yaml --workdir "$OUT" "${extra[@]}" >/dev/null
 
 cat >&2 <<MSG

@@ -20,6 +20,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+@pytest.fixture(autouse=True)
+def _default_places():
+    """Every test starts and ends with the default places (a CLI run in-process sets them)."""
+    from imgnet_tools import places
+
+    places.use(None)
+    yield
+    places.use(None)
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgnet_tools.demodata import DemoParams, make_demo
+from imgnet_tools.demo.data import DemoParams, make_demo
 from imgnet_tools.images.scan import ScanParams, scan
 from imgnet_tools.images.verify import VerifyParams, verify
 from imgnet_tools.shards.write import ShardParams, shard

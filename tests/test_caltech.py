@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from imgnet_tools import places
 from imgnet_tools.images.scan import ScanParams, scan
 from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.schemas import validate_json
@@ -85,7 +86,7 @@ def test_include_background_keeps_the_clutter_class(tmp_path: Path, invoke) -> N
 
 def test_without_wordnet_names_stay_unmatched_and_the_table_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "nowordnet").mkdir()
-    monkeypatch.setenv("IMGNET_WORDNET_DIR", str(tmp_path / "nowordnet"))
+    places.use(places.Places(wordnet_dir=str(tmp_path / "nowordnet")))  # what the CLI reads from IMGNET_WORDNET_DIR
     tree = _caltech_tree(tmp_path)
     scan(ScanParams(src=(str(tree),), out=str(tmp_path / "work"), workers=1))
     doc = json.loads((tmp_path / "work" / "caltech_classes.json").read_text())

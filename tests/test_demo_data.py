@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgnet_tools.demodata import DEMO_WNIDS, DemoParams, make_demo
+from imgnet_tools.demo.data import DEMO_WNIDS, DemoParams, make_demo
 from imgnet_tools.errors import InputError, OutputExistsError
 from imgnet_tools.manifest.schemas import validate_json, validate_text
 

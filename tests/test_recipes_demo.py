@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from imgnet_tools.demodata import DemoParams, make_demo
+from imgnet_tools.demo.data import DemoParams, make_demo
 from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.schemas import validate_json
 from imgnet_tools.recipes.run import RunHooks, RunParams, run
@@ -23,17 +23,17 @@ from tests.conftest import REPO
 DEMO = REPO / "pipelines" / "demo.yaml"
 SMALL_BENCH = ("bench.batch-size=4", "bench.steps=1", "bench.warmup=0")
 DEMO_DATA = dict(train_per_class=4, val_per_class=2, size=64)
+SMALL_DATA = ("demo.train-per-class=4", "demo.val-per-class=2", "demo.size=64")  # the recipe makes its own data
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("demo-run")
-    make_demo(DemoParams(work / "data", **DEMO_DATA))  # type: ignore[arg-type]
     from click.testing import CliRunner
 
     from imgnet_tools.cli.main import cli
 
-    args = ["run", str(DEMO), "--workdir", str(work)] + [a for s in SMALL_BENCH for a in ("--set", s)]
+    args = ["run", str(DEMO), "--workdir", str(work)] + [a for s in SMALL_DATA + SMALL_BENCH for a in ("--set", s)]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return {"work": work, "stdout": result.stdout, "stderr": result.stderr,
@@ -53,8 +53,8 @@ def test_every_stage_ran_and_wrote_valid_artifacts(demo_run: dict[str, Any]) -> 
     validate_json(record, "run_record", "run.json")
     assert record["status"] == "ok"
     assert [(s["stage"], s["action"]) for s in record["steps"]] == [
-        (s, "ran") for s in ("synsets", "scan", "verify", "dedup", "shard", "bench", "report")]
-    assert record["overrides"] == list(SMALL_BENCH)
+        (s, "ran") for s in ("demo", "synsets", "scan", "verify", "dedup", "shard", "bench", "report")]
+    assert record["overrides"] == list(SMALL_DATA + SMALL_BENCH)
     bench = json.loads((work / "bench.json").read_text())
     validate_json(bench, "bench_report", "bench.json")
     assert {(r["mode"], r["loader"]) for r in bench["results"]} == {
@@ -121,7 +121,7 @@ def test_the_demo_writes_a_report_with_every_section(demo_run: dict[str, Any]) -
 def test_a_rerun_skips_every_finished_stage(demo_run: dict[str, Any]) -> None:
     work = demo_run["work"]
     before = (work / "shards" / "dataset.json").read_bytes()
-    result = run(RunParams(DEMO, workdir=work, overrides=SMALL_BENCH))
+    result = run(RunParams(DEMO, workdir=work, overrides=SMALL_DATA + SMALL_BENCH))
     actions = {s.stage: s.action for s in result.steps}
     assert actions == {s: "skipped" for s in actions}, actions
     assert (work / "shards" / "dataset.json").read_bytes() == before

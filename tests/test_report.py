@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from imgnet_tools.demodata import DemoParams, make_demo
+from imgnet_tools.demo.data import DemoParams, make_demo
 from imgnet_tools.errors import OutputExistsError
 from imgnet_tools.manifest.parquet import write_table
 from imgnet_tools.manifest.schemas import validate_json

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from imgnet_tools import places
 from imgnet_tools.errors import WordNetError
-from imgnet_tools.synsets import wordnet
+from imgnet_tools.synsets import setup, wordnet
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_lexnames_file_is_wordnets_45_lexicographer_files() -> None:
 
 
 def test_explicit_dir_is_staged_with_lexnames_and_opens_as_3_0(tmp_path, monkeypatch, wordnet_files) -> None:
-    monkeypatch.setenv("IMGNET_CACHE_DIR", str(tmp_path / "cache"))
+    places.use(places.Places(cache_dir=tmp_path / "cache"))
     debian_like = _copy_dict(wordnet_files, tmp_path / "dict__no_lexnames")
     reader, source = wordnet.open_wordnet(str(debian_like))
     assert source.kind == "option" and source.version == "3.0"
@@ -56,9 +57,8 @@ def test_explicit_dir_is_staged_with_lexnames_and_opens_as_3_0(tmp_path, monkeyp
     assert (staged / "data.noun").stat().st_mtime_ns == before
 
 
-def test_env_var_is_used_when_no_option(tmp_path, monkeypatch, wordnet_files) -> None:
-    monkeypatch.setenv("IMGNET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(wordnet.ENV_DIR, str(wordnet_files))
+def test_the_default_dir_the_cli_reads_from_the_environment_is_used_when_no_option(tmp_path, monkeypatch, wordnet_files) -> None:
+    places.use(places.Places(cache_dir=tmp_path / "cache", wordnet_dir=str(wordnet_files)))
     assert wordnet.locate().source.kind == "env"
 
 
@@ -69,7 +69,6 @@ def test_explicit_dir_without_wordnet_is_an_error_saying_how_to_get_it(tmp_path)
 
 
 def test_no_wordnet_anywhere_is_an_error_saying_how_to_get_it(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv(wordnet.ENV_DIR, raising=False)
     with pytest.raises(WordNetError) as err:
         wordnet.locate(None, use_nltk=False, system_dirs=[str(tmp_path / "missing__usr_share_wordnet")])
     message = str(err.value)
@@ -77,7 +76,7 @@ def test_no_wordnet_anywhere_is_an_error_saying_how_to_get_it(tmp_path, monkeypa
 
 
 def test_other_version_is_refused_unless_allowed(tmp_path, monkeypatch, wordnet_files) -> None:
-    monkeypatch.setenv("IMGNET_CACHE_DIR", str(tmp_path / "cache"))
+    places.use(places.Places(cache_dir=tmp_path / "cache"))
     other = _copy_dict(wordnet_files, tmp_path / "dict__version_3_1", patch_version="3.1")
     with pytest.raises(WordNetError, match="WordNet 3.1.*--allow-other-wordnet"):
         wordnet.open_wordnet(str(other))
@@ -86,16 +85,24 @@ def test_other_version_is_refused_unless_allowed(tmp_path, monkeypatch, wordnet_
 
 
 def test_setup_stages_system_copy_into_target_offline_and_is_idempotent(tmp_path, wordnet_files) -> None:
-    params = wordnet.SetupParams(target=str(tmp_path / "nltk_data"), download=False)
-    first = wordnet.setup_wordnet(params, system_dirs=[str(wordnet_files)])
+    params = setup.SetupParams(target=str(tmp_path / "nltk_data"), download=False)
+    first = setup.setup_wordnet(params, system_dirs=[str(wordnet_files)])
     assert first.action == "staged" and first.version == "3.0"
     assert (tmp_path / "nltk_data" / "corpora" / "wordnet" / "lexnames").is_file()
-    again = wordnet.setup_wordnet(params, system_dirs=[str(wordnet_files)])
+    again = setup.setup_wordnet(params, system_dirs=[str(wordnet_files)])
     assert again.action == "found"
 
 
 def test_setup_without_any_source_says_how_to_get_wordnet(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv(wordnet.ENV_DIR, raising=False)
-    params = wordnet.SetupParams(target=str(tmp_path / "nltk_data"), download=False)
+    params = setup.SetupParams(target=str(tmp_path / "nltk_data"), download=False)
     with pytest.raises(WordNetError, match="no WordNet to install"):
-        wordnet.setup_wordnet(params, system_dirs=[str(tmp_path / "nowhere")])
+        setup.setup_wordnet(params, system_dirs=[str(tmp_path / "nowhere")])
+
+
+def test_the_cli_alone_reads_the_environment_into_places(tmp_path) -> None:
+    from imgnet_tools.cli.main import places_from_environment
+
+    env = {"IMGNET_CACHE_DIR": str(tmp_path / "c"), "XDG_CACHE_HOME": "/x", "IMGNET_WORDNET_DIR": "/wn"}
+    assert places_from_environment(env) == places.Places(cache_dir=tmp_path / "c", wordnet_dir="/wn")
+    assert places_from_environment({"XDG_CACHE_HOME": "/x"}) == places.Places(cache_dir=Path("/x/imgnet"))
+    assert places_from_environment({}).cache_dir == Path.home() / ".cache" / "imgnet"

@@ -164,15 +164,13 @@ def test_report_draws_the_training_curve_and_the_evaluation(trained: Path, shard
 
 def test_the_demo_train_recipe_runs_and_resumes(tmp_path: Path) -> None:
     """pipelines/demo-train.yaml through `imgnet run`: train, predict and eval as recipe stages."""
-    from imgnet_tools.demodata import DemoParams, make_demo
     from imgnet_tools.recipes.run import RunParams, run
     from tests.conftest import REPO
 
     recipe = REPO / "pipelines" / "demo-train.yaml"
-    make_demo(DemoParams(tmp_path / "data", classes=5, train_per_class=12, val_per_class=3, size=48))
-    overrides = ("train.epochs=2", "train.workers=1", "train.threads=1", "predict.workers=1")
+    overrides = ("demo.classes=5", "demo.train-per-class=12", "demo.val-per-class=3", "demo.size=48", "train.epochs=2", "train.workers=1", "train.threads=1", "predict.workers=1")
     result = run(RunParams(recipe, workdir=tmp_path, overrides=overrides))
-    assert [s.action for s in result.steps] == ["ran"] * 8
+    assert [s.action for s in result.steps] == ["ran"] * 9
     doc = json.loads((tmp_path / "runs" / "eval.json").read_text())
     assert doc["truth"]["images"] >= 15 and doc["metrics"]["top5_accuracy"] >= doc["metrics"]["top1_accuracy"]
     sections = json.loads((tmp_path / "report" / "report.json").read_text())["sections"]

@@ -36,9 +36,9 @@ def demo_data(out: Path, classes: int, train_per_class: int, val_per_class: int,
       imgnet demo-data demo-out/data
       imgnet run pipelines/demo.yaml --workdir demo-out
     """
-    from imgnet_tools.demodata import DemoParams, image_count, make_demo
+    from imgnet_tools.demo.data import DemoParams, image_count, make_demo
 
-    params = DemoParams(out, classes, train_per_class, val_per_class, size, seed, overwrite)
+    params = DemoParams(str(out), classes, train_per_class, val_per_class, size, seed, overwrite)
     with progress_bar("demo-data", image_count(params), quiet) as bar:
         result = make_demo(params, progress=bar)
     if as_json:

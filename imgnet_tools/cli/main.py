@@ -8,13 +8,17 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imgnet_tools import __version__
 from imgnet_tools.errors import DISK_ERRNOS, ImgnetError, write_failed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imgnet_tools.places import Places
 
 # command name -> "module:attribute" (module relative to imgnet_tools.cli), with a one-line help
 # that `imgnet --help` shows without importing the module.
@@ -89,7 +93,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted. Finished work is kept: run the same command again to resume.", err=True)
             ctx.exit(130)
-        except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback in a log
+        except Exception as exc:
             if _debug(ctx):
                 raise
             if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # a full disk met where no stage expected it
@@ -149,6 +153,23 @@ def cli(debug: bool) -> None:
       imgnet shard work/manifest.parquet --size 1000 --out shards/
       imgnet bench shards/ --gpus 2
     """
+    from imgnet_tools import places
+
+    places.use(places_from_environment(os.environ))
+
+
+def places_from_environment(env: Mapping[str, str]) -> Places:
+    """Where imgnet keeps things, from environment variables (the only place that reads them):
+    ``IMGNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/imgnet``, else ``~/.cache/imgnet``; ``IMGNET_WORDNET_DIR``."""
+    from imgnet_tools.places import CACHE_ENV, WORDNET_ENV, Places
+
+    if env.get(CACHE_ENV):
+        cache = Path(env[CACHE_ENV])
+    elif env.get("XDG_CACHE_HOME"):
+        cache = Path(env["XDG_CACHE_HOME"]) / "imgnet"
+    else:
+        cache = Path.home() / ".cache" / "imgnet"
+    return Places(cache_dir=cache, wordnet_dir=env.get(WORDNET_ENV) or None)
 
 
 def main() -> None:  # pragma: no cover - thin wrapper for console scripts

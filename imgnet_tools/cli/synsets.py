@@ -191,8 +191,8 @@ def setup_wordnet(target: str | None, wordnet_dir: str | None, no_download: bool
     once when offline), else the system copy (apt-get install wordnet-base wordnet-sense-index) is
     copied, with the lexnames file nltk needs, into the target.
     """
-    from imgnet_tools.synsets.wordnet import SetupParams
-    from imgnet_tools.synsets.wordnet import setup_wordnet as do_setup
+    from imgnet_tools.synsets.setup import SetupParams
+    from imgnet_tools.synsets.setup import setup_wordnet as do_setup
 
     result = do_setup(SetupParams(target=target, wordnet_dir=wordnet_dir, download=not no_download), note=note)
     if as_json:

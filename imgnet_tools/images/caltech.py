@@ -78,20 +78,22 @@ def roots(srcs: Sequence[str]) -> list[Path]:
     return found
 
 
-def _matches(names: tuple[str, ...]) -> tuple[tuple["Match", ...], str]:
+def _matches(names: tuple[str, ...]) -> tuple[tuple[Match, ...], str]:
     """Lemma matches of ``names``, read once per process for the same names and WordNet setting."""
-    return _cached_matches(names, os.environ.get("IMGNET_WORDNET_DIR", ""))
+    from imgnet_tools.places import current
+
+    return _cached_matches(names, current().wordnet_dir or "")
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_matches(names: tuple[str, ...], wordnet_env: str) -> tuple[tuple["Match", ...], str]:
+def _cached_matches(names: tuple[str, ...], wordnet_dir: str) -> tuple[tuple[Match, ...], str]:
     from imgnet_tools.synsets.lemmas import match_names
 
-    matches, note = match_names(list(names))
+    matches, note = match_names(list(names), wordnet_dir or None)
     return tuple(matches), note
 
 
-def class_names(srcs: Sequence[str], classes: "ClassList") -> tuple[str, ...]:
+def class_names(srcs: Sequence[str], classes: ClassList) -> tuple[str, ...]:
     """The class names that came from a Caltech layout (empty when no SRC is one)."""
     if not roots(srcs):
         return ()
@@ -100,7 +102,7 @@ def class_names(srcs: Sequence[str], classes: "ClassList") -> tuple[str, ...]:
     return tuple(n for n in classes.names if n and not is_wnid(n))
 
 
-def wnids_by_name(srcs: Sequence[str], classes: "ClassList") -> dict[str, str]:
+def wnids_by_name(srcs: Sequence[str], classes: ClassList) -> dict[str, str]:
     """Category name -> matched wnid, for a scan with a Caltech layout (empty without one)."""
     names = class_names(srcs, classes)
     if not names:
@@ -109,7 +111,7 @@ def wnids_by_name(srcs: Sequence[str], classes: "ClassList") -> dict[str, str]:
     return {m.category: m.wnid for m in matches if m.wnid}
 
 
-def write_table(out_dir: Path, srcs: Sequence[str], classes: "ClassList", images: Counter[str],
+def write_table(out_dir: Path, srcs: Sequence[str], classes: ClassList, images: Counter[str],
                 include_background: bool) -> Path | None:
     """Write ``caltech_classes.json`` beside the manifest (None when no SRC is a Caltech layout);
     ``images``: how many rows each class name has."""
@@ -122,7 +124,7 @@ def write_table(out_dir: Path, srcs: Sequence[str], classes: "ClassList", images
     matches, note = _matches(names)
     doc = {
         "format_version": format_version("caltech_classes"),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "dataset": "Caltech-101", "roots": [str(r) for r in roots(srcs)], "include_background": include_background,
         "note": note,
         "counts": dict(sorted(Counter(m.status for m in matches).items())),

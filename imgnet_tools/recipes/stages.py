@@ -77,6 +77,7 @@ class StageDef:
 STAGES: dict[str, StageDef] = {
     s.name: s
     for s in (
+        StageDef("demo", "imgnet_tools.demo.data", "DemoParams", "make_demo", "imgnet demo-data", ("out",)),
         StageDef("synsets", "imgnet_tools.synsets.build", "BuildParams", "build_synsets", "imgnet synsets build",
                  ("out", "wnids", "wordnet_dir")),
         StageDef("scan", "imgnet_tools.images.scan", "ScanParams", "scan", "imgnet scan",

@@ -19,8 +19,9 @@ WordNet is read through :mod:`imgnet_tools.synsets.wordnet` (the only nltk impor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from imgnet_tools.errors import ImgnetError
 

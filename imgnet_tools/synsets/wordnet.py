@@ -13,8 +13,8 @@ Where WordNet is looked for, in order (the first hit wins):
 Why staging: nltk 3.10 opens corpus files only inside a directory on ``nltk.data.path`` and refuses
 symlinks and hard links that lead elsewhere, and Debian's files lack the ``lexnames`` file nltk's
 reader needs. So a folder found in (1) or (3) is copied once into
-``<cache>/wordnet/<key>/corpora/wordnet`` (cache: ``$IMGNET_CACHE_DIR``, else
-``$XDG_CACHE_HOME/imgnet``, else ``~/.cache/imgnet``) together with the ``lexnames`` file shipped
+``<cache>/wordnet/<key>/corpora/wordnet`` (cache: :mod:`imgnet_tools.places`, which the CLI sets
+from ``$IMGNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/imgnet``, else ``~/.cache/imgnet``) together with the ``lexnames`` file shipped
 in this package, and that cache root is put on ``nltk.data.path`` when a reader is opened.
 """
 
@@ -27,23 +27,22 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgnet_tools.errors import WordNetError
+from imgnet_tools.places import WORDNET_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 WORDNET_VERSION = "3.0"
 SYSTEM_DIRS: tuple[str, ...] = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/local/WordNet-3.0/dict")
-ENV_DIR = "IMGNET_WORDNET_DIR"
+ENV_DIR = WORDNET_ENV  # read by the CLI (cli.main) into places; named in messages
 LEXNAMES = Path(__file__).with_name("lexnames")
 # Files nltk's WordNetCorpusReader may open (lexnames comes from this package when missing).
 CORPUS_FILES: tuple[str, ...] = (
@@ -93,11 +92,18 @@ class NounRecords:
 
 
 def cache_dir() -> Path:
-    """imgnet's cache folder ($IMGNET_CACHE_DIR, else $XDG_CACHE_HOME/imgnet, else ~/.cache/imgnet)."""
-    if os.environ.get("IMGNET_CACHE_DIR"):
-        return Path(os.environ["IMGNET_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imgnet"
+    """imgnet's cache folder (:mod:`imgnet_tools.places`; the CLI sets it from ``$IMGNET_CACHE_DIR``)."""
+    from imgnet_tools.places import current
+
+    return current().cache_dir
+
+
+def default_dir() -> str | None:
+    """The WordNet folder to use when a call names none (:mod:`imgnet_tools.places`; the CLI sets it
+    from ``$IMGNET_WORDNET_DIR``)."""
+    from imgnet_tools.places import current
+
+    return current().wordnet_dir
 
 
 def dict_folder(path: str | os.PathLike[str]) -> Path | None:
@@ -198,8 +204,9 @@ def locate(
     import nltk
 
     explicit = [("option", wordnet_dir)] if wordnet_dir else []
-    if not explicit and os.environ.get(ENV_DIR):
-        explicit = [("env", os.environ[ENV_DIR])]
+    fallback = default_dir()
+    if not explicit and fallback:
+        explicit = [("env", fallback)]
     for kind, path in explicit:
         folder = dict_folder(path)  # type: ignore[arg-type]
         if folder is None:
@@ -347,37 +354,10 @@ def load_nouns(wordnet_dir: str | None = None, allow_other: bool = False) -> tup
 
 
 # ----------------------------------------------------------------------------------------------
-# Set-up (scripts/setup.sh)
+# What set-up (synsets.setup) needs from nltk
 
 
-@dataclass(frozen=True)
-class SetupParams:
-    """``imgnet synsets setup-wordnet``: where to install, whether to try nltk's download."""
-
-    target: str | None = None
-    wordnet_dir: str | None = None
-    download: bool = True
-
-
-@dataclass
-class SetupResult:
-    """What set-up did: ``action`` is found, downloaded or staged; ``path`` where WordNet now is."""
-
-    action: str
-    path: str
-    version: str
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-def default_target() -> Path:
-    """``sys.prefix/nltk_data``: on nltk's default path for this interpreter (the venv)."""
-    return Path(sys.prefix) / "nltk_data"
-
-
-def _version_at(root: Path) -> str | None:
+def version_at(root: Path) -> str | None:
     """Version of a WordNet staged at ``root/corpora/wordnet`` that nltk accepts, else None."""
     import nltk
 
@@ -391,74 +371,23 @@ def _version_at(root: Path) -> str | None:
         return None
 
 
-def _online(host: str = "raw.githubusercontent.com", timeout: float = 3.0) -> bool:
-    """True when nltk's download host answers quickly (so an offline download never hangs)."""
-    with contextlib.suppress(OSError), socket.create_connection((host, 443), timeout=timeout):
-        return True
-    return False
+def nltk_version() -> tuple[str, str] | None:
+    """(path, version) of the WordNet nltk finds on its own data path, or None."""
+    pointer = _nltk_pointer()
+    if pointer is None:
+        return None
+    located = Located(WordNetSource("nltk", str(getattr(pointer, "path", pointer))), pointer, None)
+    try:
+        return located.source.path, str(open_reader(located).get_version())
+    except WordNetError:
+        return None
 
 
-def _download(target: Path, note: Callable[[str], None]) -> bool:
-    """Try ``nltk.download("wordnet")`` into ``target``; False (never an exception) when it fails."""
+def nltk_download(target: Path) -> bool:
+    """``nltk.download("wordnet")`` into ``target``; raises what nltk raises when it fails."""
     import nltk
 
-    if not _online():
-        note("offline: skipping nltk.download('wordnet')")
-        return False
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        ok = bool(nltk.download("wordnet", download_dir=str(target), quiet=True, raise_on_error=True))
-    except Exception as exc:  # noqa: BLE001 - any download failure falls through to the system copy
-        note(f"nltk.download('wordnet') failed: {exc}")
-        ok = False
-    finally:
-        socket.setdefaulttimeout(old)
-    return ok and _version_at(target) == WORDNET_VERSION
-
-
-def _system_source(wordnet_dir: str | None, system_dirs: Iterable[str]) -> Path:
-    candidates = [wordnet_dir] if wordnet_dir else ([os.environ[ENV_DIR]] if os.environ.get(ENV_DIR) else [])
-    for path in [*candidates, *system_dirs]:
-        folder = dict_folder(path) if path else None
-        if folder is not None:
-            return folder
-    raise WordNetError(f"no WordNet to install: nltk's download failed and none of "
-                       f"{', '.join([*candidates, *system_dirs])} holds WordNet dict files. {HOW_TO_GET}")
-
-
-def setup_wordnet(
-    params: SetupParams,
-    note: Callable[[str], None] = lambda m: None,
-    system_dirs: Sequence[str] = SYSTEM_DIRS,
-) -> SetupResult:
-    """Make WordNet 3.0 available to nltk, offline if need be. Idempotent.
-
-    Without ``target``: done if nltk already finds WordNet 3.0 on its path. With ``target``: done if
-    ``target`` already holds it. Otherwise try ``nltk.download`` into the target (skipped quickly
-    when offline), else copy a system WordNet (plus ``lexnames``) into ``target/corpora/wordnet``.
-    """
-    target = Path(params.target) if params.target else default_target()
-    if params.target is None:
-        pointer = _nltk_pointer()
-        if pointer is not None:
-            located = Located(WordNetSource("nltk", str(getattr(pointer, "path", pointer))), pointer, None)
-            with contextlib.suppress(WordNetError):
-                if str(open_reader(located).get_version()) == WORDNET_VERSION:
-                    return SetupResult("found", located.source.path, WORDNET_VERSION, "nltk")
-    if _version_at(target) == WORDNET_VERSION:
-        return SetupResult("found", str(target / "corpora" / "wordnet"), WORDNET_VERSION, "target")
-    if params.download and _download(target, note):
-        return SetupResult("downloaded", str(target / "corpora" / "wordnet"), WORDNET_VERSION, "nltk.download")
-    source = _system_source(params.wordnet_dir, system_dirs)
-    try:
-        folder = stage(source, target)
-    except OSError as exc:
-        raise WordNetError(f"cannot write {target}: {exc}; pass --target to a writable folder.") from exc
-    staged_version = _version_at(target) or "unknown"
-    if staged_version != WORDNET_VERSION:
-        raise WordNetError(f"{source} is WordNet {staged_version}, not 3.0; install WordNet 3.0 ({HOW_TO_GET})")
-    return SetupResult("staged", str(folder), staged_version, str(source))
+    return bool(nltk.download("wordnet", download_dir=str(target), quiet=True, raise_on_error=True))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,13 +52,16 @@ WNIDS_FILE = "wnids.txt"
 class DemoParams:
     """What ``imgnet demo-data`` makes: how many classes and images, how big, from which seed."""
 
-    out: Path
+    out: str
     classes: int = 5
     train_per_class: int = 8
     val_per_class: int = 3
     size: int = 96
     seed: int = 0
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         """Raise :class:`InputError` for values the generator cannot honour."""
@@ -243,7 +246,7 @@ def _faults_doc(params: DemoParams, wnids: list[str], faults: list[Fault]) -> di
 
 def _existing(params: DemoParams) -> dict[str, Any] | None:
     """The faults record of a complete earlier run with the same parameters, else None."""
-    path = params.out / FAULTS_FILE
+    path = Path(params.out) / FAULTS_FILE
     if not path.is_file():
         return None
     try:
@@ -252,7 +255,7 @@ def _existing(params: DemoParams) -> dict[str, Any] | None:
         return None
     if doc.get("format_version") != format_version("demo_faults") or doc.get("params") != params.record():
         return None
-    if not all((params.out / f["file"]).is_file() for f in doc.get("faults", [])):
+    if not all((Path(params.out) / f["file"]).is_file() for f in doc.get("faults", [])):
         return None
     return doc
 
@@ -275,13 +278,13 @@ def make_demo(params: DemoParams, progress: Callable[[int], None] | None = None)
     doc = _existing(params)
     if doc is not None and not params.overwrite:
         faults = [Fault(**f) for f in doc["faults"]]
-        counts = {s: sum(1 for p in (params.out / s).rglob("*") if p.is_file()) for s in ("train", "val")}
-        return DemoResult(params.out, wnids, counts, faults, created=False)
+        counts = {s: sum(1 for p in (Path(params.out) / s).rglob("*") if p.is_file()) for s in ("train", "val")}
+        return DemoResult(Path(params.out), wnids, counts, faults, created=False)
     files = _clean_files(params, wnids)
     faults = _plant_faults(params, wnids, files)
     doc = _faults_doc(params, wnids, faults)
     validate_json(doc, "demo_faults", FAULTS_FILE)
-    with atomic_output_dir(params.out, overwrite=params.overwrite) as stage:
+    with atomic_output_dir(Path(params.out), overwrite=params.overwrite) as stage:
         stage.chmod(0o755)  # mkdtemp makes it 0700; the dataset is meant to be read by others
         for rel, data in sorted(files.items()):
             target = stage / rel
@@ -293,9 +296,14 @@ def make_demo(params: DemoParams, progress: Callable[[int], None] | None = None)
         validate_text(stage / WNIDS_FILE, "demo_wnids")
         # faults.json last: its presence marks a complete demo directory.
         (stage / FAULTS_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return DemoResult(params.out, wnids, _count(files), faults)
+    return DemoResult(Path(params.out), wnids, _count(files), faults)
 
 
 def image_count(params: DemoParams) -> int:
     """How many files :func:`make_demo` writes (for a progress bar)."""
     return params.classes * (params.train_per_class + params.val_per_class) + 9
+
+
+def outputs_complete(params: DemoParams) -> bool:
+    """True when ``params.out`` holds a complete demo made with the same parameters (recipes skip it)."""
+    return _existing(params) is not None
