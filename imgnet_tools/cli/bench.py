@@ -62,8 +62,6 @@ def bench(shards: str, compile_: bool, as_json: bool, quiet: bool, **options: ob
     from imgnet_tools.bench.report import format_table
     from imgnet_tools.bench.run import bench as run_bench
 
-    if options["gpus"] and options["procs"] != 1:
-        raise click.BadParameter("--procs is for --gpus 0 (one process per GPU otherwise).", param_hint="--procs")
     try:
         params = BenchParams(shards=shards, compile=compile_, **options)  # type: ignore[arg-type]
     except InputError as exc:

@@ -62,11 +62,6 @@ def build(out: str, scope: str | None, wnids: str | None, preset: str | None, sk
     from imgnet_tools.errors import InputError
     from imgnet_tools.synsets.build import STEPS, BuildParams, build_synsets
 
-    chosen = [n for n, v in (("--scope", scope), ("--wnids", wnids), ("--preset", preset)) if v]
-    if len(chosen) > 1:
-        raise click.UsageError(f"{' and '.join(chosen)} exclude each other; pass one of them.")
-    if skip_unknown and not (wnids or preset):
-        raise click.UsageError("--skip-unknown applies to --wnids or --preset only.")
     params = BuildParams(out=out, scope=scope, wnids=wnids, preset=preset, skip_unknown=skip_unknown,
                          overwrite=overwrite, wordnet_dir=wordnet_dir, allow_other_wordnet=allow_other_wordnet)
     try:
