@@ -60,12 +60,12 @@ def _peer(*args: object, env: dict[str, str] | None = None, cores: str | None = 
 
 
 def _images(folder: Path, n: int) -> list[Path]:
-    from imgnet_tools.dedup.study import jpeg_bytes, make_base
+    from tests.imagegen import make_base, photo_jpeg
 
     paths = []
     for i in range(n):
         path = folder / f"photo_{i:04d}__500x375_q90.jpg"
-        path.write_bytes(jpeg_bytes(make_base(10_000 + i, size=(500, 375)), quality=90))
+        path.write_bytes(photo_jpeg(make_base(10_000 + i, size=(500, 375)), quality=90))
         paths.append(path)
     return paths
 

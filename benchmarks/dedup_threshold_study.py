@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.dedup_threshold_study [--bases 1000] [--seed 0] [--max 16]
 
 Generates ``--bases`` distinct photo-like images and six near-duplicate versions of each
-(imgnet_tools.dedup.study.VARIANTS: resized x0.5 and x1.5, recompressed at q40, 3% centre crop,
+(tests.imagegen.VARIANTS: resized x0.5 and x1.5, recompressed at q40, 3% centre crop,
 5% corner crop, resized x0.7 + q60 + 2% crop), hashes them with imgnet's pHash, and compares
 every pair (all pairs on purpose: the answer must not depend on the search index it tunes).
 Pair precision = true pairs found / pairs found; pair recall = true pairs found / true pairs
@@ -18,18 +18,75 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    """Precision and recall of "Hamming distance <= threshold" over all pairs of a study set."""
+
+    threshold: int
+    true_pairs_found: int
+    true_pairs: int
+    false_pairs_found: int
+    distinct_pairs: int
+
+    @property
+    def recall(self) -> float:
+        return self.true_pairs_found / self.true_pairs if self.true_pairs else float("nan")
+
+    @property
+    def precision(self) -> float:
+        found = self.true_pairs_found + self.false_pairs_found
+        return self.true_pairs_found / found if found else 1.0
+
+
+def threshold_study(hashes: np.ndarray, groups: np.ndarray, max_threshold: int = 16) -> list[ThresholdRow]:
+    """Precision/recall per threshold over every pair of ``hashes`` (``groups``: same base, same id).
+
+    All pairs are compared here on purpose: the study sets are small and the answer must not
+    depend on the search index it is meant to tune.
+    """
+    import numpy as np
+
+    h = np.asarray(hashes, dtype=np.int64).view(np.uint64)
+    g = np.asarray(groups)
+    i, j = np.triu_indices(len(h), k=1)
+    dist = np.bitwise_count(h[i] ^ h[j])
+    same = g[i] == g[j]
+    rows = []
+    for t in range(max_threshold + 1):
+        hit = dist <= t
+        rows.append(ThresholdRow(t, int((hit & same).sum()), int(same.sum()), int((hit & ~same).sum()), int((~same).sum())))
+    return rows
+
+
+def recall_by_variant(hashes: np.ndarray, groups: np.ndarray, variants: list[str], threshold: int) -> dict[str, float]:
+    """Share of each variant kind whose distance to its original is <= ``threshold``."""
+    import numpy as np
+
+    h = np.asarray(hashes, dtype=np.int64).view(np.uint64)
+    g = np.asarray(groups)
+    names = np.asarray(variants)
+    originals = {int(g[k]): h[k] for k in np.flatnonzero(names == "original")}
+    out = {}
+    for name in sorted(set(variants) - {"original"}):
+        idx = np.flatnonzero(names == name)
+        dist = np.array([int(np.bitwise_count(h[k] ^ originals[int(g[k])])) for k in idx])
+        out[name] = float((dist <= threshold).mean()) if len(dist) else float("nan")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
-    from imgnet_tools.dedup.study import (
-        recall_by_variant,
-        threshold_study,
-        write_study_set,
-    )
     from imgnet_tools.images.phash import phash_file
+    from tests.imagegen import write_study_set
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.dedup_threshold_study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,6 +14,10 @@ Main entry points:
   cropped, brightened, as PNG, grayscale, flipped) plus an unrelated image, for dedup tests.
 * :func:`make_imagefolder`, :func:`make_ilsvrc_val`: ImageNet-shaped trees.
 * :func:`tree_hashes`: sha256 of every file under a folder (to prove sources are never modified).
+* :func:`make_base`, :data:`VARIANTS`, :func:`write_study_set`: photo-like images (1/f colour noise,
+  the power spectrum of natural images, plus shapes) and near duplicates derived from them the way
+  they occur in scraped datasets (resized, recompressed, slightly cropped, combinations): the set the
+  dedup threshold study (``benchmarks/dedup_threshold_study.py``) measures the default on.
 """
 
 from __future__ import annotations
@@ -290,3 +294,93 @@ def tree_hashes(root: Path) -> dict[str, str]:
                 continue
             out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+# --- photo-like bases and near-duplicate variants (the dedup threshold study) ----------------------
+
+def make_base(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A distinct, photo-like RGB image determined by ``seed`` (1/f noise plus shapes)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(w, h)) ** 1.1
+    channels = []
+    for _ in range(3):
+        spec = amp * np.exp(2j * np.pi * rng.random(amp.shape)) * rng.standard_normal(amp.shape)
+        field = np.fft.irfft2(spec, s=(h, w))
+        field = (field - field.mean()) / (field.std() + 1e-9)
+        channels.append(field)
+    mix = rng.normal(size=(3, 3)) * 0.5 + np.eye(3)
+    rgb = np.tensordot(mix, np.stack(channels), axes=1)
+    rgb = 128 + 40 * rgb / (np.abs(rgb).max() / 3 + 1e-9)
+    img = Image.fromarray(np.clip(rgb.transpose(1, 2, 0), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(2, 6))):
+        x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+        x1, y1 = x0 + int(rng.integers(15, w // 2)), y0 + int(rng.integers(15, h // 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
+    return img
+
+
+def photo_jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    """``img`` encoded as a baseline JPEG."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _resize(scale: float) -> Callable[[Image.Image], Image.Image]:
+    def apply(img: Image.Image) -> Image.Image:
+        from PIL import Image
+
+        return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+
+    return apply
+
+
+def _crop(left: float, top: float, right: float, bottom: float) -> Callable[[Image.Image], Image.Image]:
+    def apply(img: Image.Image) -> Image.Image:
+        w, h = img.size
+        return img.crop((round(w * left), round(h * top), w - round(w * right), h - round(h * bottom)))
+
+    return apply
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A near-duplicate transform: ``name`` (used in file names), the transform, the JPEG quality."""
+
+    name: str
+    transform: Callable[[Image.Image], Image.Image]
+    quality: int = 90
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("resize50", _resize(0.5)),
+    Variant("resize150", _resize(1.5)),
+    Variant("recompress_q40", lambda im: im, quality=40),
+    Variant("crop3pct_center", _crop(0.015, 0.015, 0.015, 0.015)),
+    Variant("crop5pct_corner", _crop(0.05, 0.05, 0.0, 0.0)),
+    Variant("resize70_q60_crop2pct", lambda im: _crop(0.02, 0.0, 0.0, 0.02)(_resize(0.7)(im)), quality=60),
+)
+
+
+def write_study_set(out: Path, n_bases: int, seed: int = 0) -> list[tuple[Path, int, str]]:
+    """Write ``n_bases`` distinct JPEGs and every variant of each; return (path, base, variant)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for b in range(n_bases):
+        base = make_base(seed * 100_003 + b)
+        path = out / f"base{b:05d}__original.jpg"
+        path.write_bytes(photo_jpeg(base))
+        rows.append((path, b, "original"))
+        for v in VARIANTS:
+            vpath = out / f"base{b:05d}__dup__{v.name}.jpg"
+            vpath.write_bytes(photo_jpeg(v.transform(base), v.quality))
+            rows.append((vpath, b, v.name))
+    return rows

@@ -12,23 +12,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from benchmarks.dedup_threshold_study import recall_by_variant, threshold_study
 from imgnet_tools.dedup.run import (
     DEFAULT_THRESHOLD,
     DedupParams,
     dedup,
     outputs_complete,
 )
-from imgnet_tools.dedup.study import (
-    VARIANTS,
-    jpeg_bytes,
-    make_base,
-    recall_by_variant,
-    threshold_study,
-    write_study_set,
-)
 from imgnet_tools.images.phash import phash_file
 from imgnet_tools.manifest.parquet import read_table, write_table
 from imgnet_tools.manifest.schemas import validate_json
+from tests.imagegen import VARIANTS, make_base, photo_jpeg, write_study_set
 
 VARIANT = {v.name: v for v in VARIANTS}
 WNIDS = ("n00000001", "n00000002")
@@ -71,14 +65,14 @@ def _image(root: Path, split: str, label: int, stem: str, data: bytes, status: s
 
 def _variant(seed: int, name: str) -> bytes:
     v = VARIANT[name]
-    return jpeg_bytes(v.transform(make_base(seed)), v.quality)
+    return photo_jpeg(v.transform(make_base(seed)), v.quality)
 
 
 def build_dataset(root: Path) -> Dataset:
     """A: orig + 5 copies (x1.5 is the largest), B: same bytes under two classes, C: train copy in
     val, E: two identical files (tie on size), D: an exact copy that verify called fixable,
     six distinct pictures, and rows dedup must leave alone (pending, rejected)."""
-    a, b, c, d, e = (jpeg_bytes(make_base(s)) for s in (101, 102, 103, 104, 105))
+    a, b, c, d, e = (photo_jpeg(make_base(s)) for s in (101, 102, 103, 104, 105))
     rows = [
         _image(root, "train", 0, "a__orig", a),
         _image(root, "train", 0, "dup_of_a__exact_copy", a),
@@ -94,9 +88,9 @@ def build_dataset(root: Path) -> Dataset:
         _image(root, "train", 1, "d_zz__fixable_copy", d, status="fixable", reason="cmyk"),
         _image(root, "train", 0, "e__orig", e),
         _image(root, "train", 0, "dup_of_e__exact_copy", e),
-        *(_image(root, "train", i % 2, f"distinct__{i}", jpeg_bytes(make_base(200 + i))) for i in range(6)),
-        _image(root, "train", 0, "pending__not_verified", jpeg_bytes(make_base(300)), status="pending"),
-        _image(root, "train", 0, "rejected__too_small", jpeg_bytes(make_base(301)), status="rejected",
+        *(_image(root, "train", i % 2, f"distinct__{i}", photo_jpeg(make_base(200 + i))) for i in range(6)),
+        _image(root, "train", 0, "pending__not_verified", photo_jpeg(make_base(300)), status="pending"),
+        _image(root, "train", 0, "rejected__too_small", photo_jpeg(make_base(301)), status="rejected",
                reason="too_small"),
     ]
     ds = Dataset(root, root / "work" / "manifest.parquet", rows)
@@ -187,7 +181,7 @@ def test_scope_decides_where_one_copy_is_kept(ds: Dataset, scope: str, b_marked:
 
 
 def test_rows_dedup_does_not_own_are_left_alone_and_broken_files_become_rows(ds: Dataset) -> None:
-    broken = _image(ds.root, "train", 0, "corrupt__truncated_after_verify", jpeg_bytes(make_base(400)))
+    broken = _image(ds.root, "train", 0, "corrupt__truncated_after_verify", photo_jpeg(make_base(400)))
     Path(broken["path"]).write_bytes(Path(broken["path"]).read_bytes()[:200])
     fixable = next(r for r in ds.rows if r["key"] == ds.key("d_zz__fixable_copy"))
     Path(fixable["path"]).unlink()  # removed after verify
@@ -203,8 +197,8 @@ def test_rows_dedup_does_not_own_are_left_alone_and_broken_files_become_rows(ds:
     assert result.hash_failed == 2
     assert not outputs_complete(DedupParams(str(ds.manifest)))  # a re-run retries the broken files
     # The files come back: the re-run restores both rows (and their reasons) and hashes only them.
-    Path(broken["path"]).write_bytes(jpeg_bytes(make_base(400)))
-    Path(fixable["path"]).write_bytes(jpeg_bytes(make_base(104)))
+    Path(broken["path"]).write_bytes(photo_jpeg(make_base(400)))
+    Path(fixable["path"]).write_bytes(photo_jpeg(make_base(104)))
     again = dedup(DedupParams(str(ds.manifest), workers=1))
     assert (again.hashed, again.hash_failed) == (2, 0)
     rows = _by_key(ds.manifest)
@@ -230,7 +224,7 @@ def test_resume_hashes_nothing_twice_and_reclusters_new_rows(ds: Dataset) -> Non
 
     # A bigger copy of A arrives (scan appends a row): only it is hashed, and it becomes the keeper.
     rows = list(before.values())
-    big = _image(ds.root, "train", 0, "dup_of_a__resize200", jpeg_bytes(make_base(101).resize((640, 480))))
+    big = _image(ds.root, "train", 0, "dup_of_a__resize200", photo_jpeg(make_base(101).resize((640, 480))))
     rows.append({**{k: None for k in rows[0]}, **big})
     ds.write(rows)
     assert not outputs_complete(DedupParams(str(ds.manifest)))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgnet_tools.dedup.study import VARIANTS, jpeg_bytes, make_base
 from imgnet_tools.images.phash import (
     THUMB,
     HashTask,
@@ -22,6 +21,7 @@ from imgnet_tools.images.phash import (
     to_unsigned,
 )
 from imgnet_tools.manifest.schemas import load_schema
+from tests.imagegen import VARIANTS, make_base, photo_jpeg
 
 
 def _distance(a: int, b: int) -> int:
@@ -61,21 +61,21 @@ def test_hash_is_signed_int64_with_dc_as_top_bit() -> None:
 
 def test_near_duplicates_are_close_and_distinct_images_far(tmp_path: Path) -> None:
     base = make_base(5)
-    original = phash_file(_write(tmp_path / "orig__a.jpg", jpeg_bytes(base)))
+    original = phash_file(_write(tmp_path / "orig__a.jpg", photo_jpeg(base)))
     for variant in VARIANTS:
         if "corner" in variant.name:
             continue  # a 5% shift is the documented miss
         dup = phash_file(_write(tmp_path / f"dup_of_a__{variant.name}.jpg",
-                                jpeg_bytes(variant.transform(base), variant.quality)))
+                                photo_jpeg(variant.transform(base), variant.quality)))
         assert _distance(original, dup) <= 8, variant.name
     for seed in range(6, 16):
-        other = phash_file(_write(tmp_path / f"distinct__{seed}.jpg", jpeg_bytes(make_base(seed))))
+        other = phash_file(_write(tmp_path / f"distinct__{seed}.jpg", photo_jpeg(make_base(seed))))
         assert _distance(original, other) > 12
 
 
 def test_png_and_jpeg_of_the_same_pixels_hash_alike(tmp_path: Path) -> None:
     base = make_base(8)
-    jpg = phash_file(_write(tmp_path / "orig__a.jpg", jpeg_bytes(base, quality=95)))
+    jpg = phash_file(_write(tmp_path / "orig__a.jpg", photo_jpeg(base, quality=95)))
     png = tmp_path / "dup_of_a__as_png.png"
     base.save(png)
     assert _distance(jpg, phash_file(png)) <= 2
@@ -115,7 +115,7 @@ def test_every_common_mode_hashes_close_to_its_rgb_version(tmp_path: Path, mode:
 
 
 def test_broken_files_become_reasons_not_exceptions(tmp_path: Path) -> None:
-    good = jpeg_bytes(make_base(3))
+    good = photo_jpeg(make_base(3))
     truncated = _write(tmp_path / "corrupt__truncated_10pct.jpg", good[: len(good) // 10])
     text = _write(tmp_path / "not_an_image__text.jpg", b"hello, not a picture\n")
     missing = tmp_path / "missing__gone.jpg"
@@ -129,7 +129,7 @@ def test_broken_files_become_reasons_not_exceptions(tmp_path: Path) -> None:
 
 
 def test_hash_one_reports_size_and_sha256_on_request(tmp_path: Path) -> None:
-    data = jpeg_bytes(make_base(4, size=(150, 90)))
+    data = photo_jpeg(make_base(4, size=(150, 90)))
     path = _write(tmp_path / "orig__b.jpg", data)
     with_sha = hash_one(HashTask(str(path), need_sha256=True))
     without = hash_one(HashTask(str(path)))

@@ -4,5 +4,4 @@
             clusters exact and near duplicates, applies the keep policy, writes the reports.
 ``search``  multi-index hashing over 64-bit hashes (no all-pairs comparison) and a vectorised
             union-find for clusters; numpy only.
-``study``   seeded near-duplicate image generation and the threshold study behind the default.
 """
