@@ -32,25 +32,7 @@ from tests import fuzzing
 
 def _dali_decodes(data: bytes) -> str | None:
     """None when DALI's CPU decoder takes ``data``, else its error's first line."""
-    import numpy as np
-    import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
-    from nvidia.dali import pipeline_def
-
-    array = np.frombuffer(data, dtype=np.uint8)
-
-    @pipeline_def(batch_size=1, num_threads=1, device_id=None)  # type: ignore[misc]
-    def pipe():  # type: ignore[no-untyped-def]
-        encoded = fn.external_source(source=lambda: [array], batch=True)
-        return fn.decoders.image(encoded, device="cpu", output_type=types.DALIImageType.RGB)
-
-    built = pipe()
-    built.build()
-    try:
-        built.run()
-    except RuntimeError as exc:
-        return str(exc).strip().splitlines()[0][:200]
-    return None
+    return fuzzing.dali_decode_error(data)
 
 
 def _finding(out: Path, case: Path, what: str, problems: list[str]) -> None:

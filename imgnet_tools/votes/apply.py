@@ -97,11 +97,8 @@ class ApplyResult:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _decisions(result: Consensus) -> tuple[dict[tuple[str, str], tuple[str, float | None]], dict[str, set[str]]]:
