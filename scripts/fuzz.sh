@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long mutation-fuzz run (the bounded one is tests/test_hostile_fuzz.py in `make test`).
+# The long mutation-fuzz run (the bounded one is tests/hostile/test_hostile_fuzz.py in `make test`).
 #   scripts/fuzz.sh [MINUTES=30] [OUT=fuzz-out] [SEED=1]
 # Batches of mutated JPEG/PNG/BMP/GIF/TIFF/WebP files (tests/fuzzing.py) through verify --fix,
 # dedup's hashing, shard --resize-short and DALI (per file, in one process), then through the

@@ -36,7 +36,7 @@ say "shards: $SHARDS"
 "$IMGNET" loader check "$SHARDS" --samples 512 --json > "$OUT/loader_check.json"
 
 # 3. The GPU tests (DALI mixed decode, one-GPU bench).
-"$PY" -m pytest -q -m gpu tests/test_loader.py tests/test_bench.py > "$OUT/pytest_gpu.txt" 2>&1 || say "GPU tests failed: see $OUT/pytest_gpu.txt"
+"$PY" -m pytest -q -m gpu tests/loader/test_loader.py tests/bench/test_bench.py > "$OUT/pytest_gpu.txt" 2>&1 || say "GPU tests failed: see $OUT/pytest_gpu.txt"
 
 # 4. The benchmark: one GPU, then every GPU; loader only, model only, end to end, both loaders.
 common=(--mode all --loader both --batch-size "$BATCH" --image-size 224 --steps "$STEPS" --warmup 20 --repeats 3

@@ -60,7 +60,7 @@ fi
 #    staged (with the lexnames file Debian lacks) into the venv's nltk_data.
 "$VENV/bin/imgnet" synsets setup-wordnet
 
-# 4. Pillow's own test images (~1,070 awkward real files; tests/test_hostile_corpus.py), fetched once
+# 4. Pillow's own test images (~1,070 awkward real files; tests/hostile/test_hostile_corpus.py), fetched once
 #    with pip into ~/.cache/imgnet/pillow-corpus (IMGNET_PILLOW_CORPUS overrides), sha256 checked.
 "$VENV/bin/python" -m tests.pillow_corpus >/dev/null \
   || say "WARNING: the Pillow test-image corpus could not be fetched; its tests will skip (offline?)."

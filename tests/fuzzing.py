@@ -17,7 +17,7 @@ plus the smallest usable JPEG/PNG/GIF/BMP/TIFF/WebP files of the Pillow corpus
 (in this process) and returns what broke the property: each must finish without raising, give a
 status and a reason from the vocabulary, values the manifest can hold; an image verify calls
 usable must hash (dedup) and resize (shard --resize-short), and a fixed copy must be a clean JPEG.
-The hypothesis test (``tests/test_hostile_fuzz.py``) and the long run (``tests/fuzz_long.py``,
+The hypothesis test (``tests/hostile/test_hostile_fuzz.py``) and the long run (``tests/fuzz_long.py``,
 ``scripts/fuzz.sh``) share all of this.
 """
 

@@ -112,3 +112,24 @@ def test_package_docstring_maps_every_package() -> None:
 def test_every_package_has_a_docstring() -> None:
     missing = [p.parent.name for p in PKG.rglob("__init__.py") if not ast.get_docstring(ast.parse(p.read_text()))]
     assert missing == []
+
+
+# Test folders that are not a package of their own: cross-cutting tests of every stage.
+CROSS_CUTTING = {"hostile"}
+TOP_LEVEL_TESTS = {"test_architecture.py", "test_packaging.py"}  # the whole package
+
+
+def test_tests_are_grouped_in_folders_that_mirror_the_package() -> None:
+    tests = Path(__file__).resolve().parent
+    packages = {p.parent.name for p in PKG.glob("*/__init__.py")} | {p.stem for p in PKG.glob("*.py")}
+    misplaced = []
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests)
+        if len(rel.parts) == 1:
+            ok = rel.name in TOP_LEVEL_TESTS
+        else:
+            ok = len(rel.parts) == 2 and (rel.parts[0] in packages or rel.parts[0] in CROSS_CUTTING) \
+                and (path.parent / "__init__.py").is_file()
+        if not ok:
+            misplaced.append(str(rel))
+    assert not misplaced, f"put these under tests/<package>/ (with an __init__.py): {misplaced}"

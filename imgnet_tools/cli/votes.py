@@ -9,8 +9,8 @@ import click
 from imgnet_tools.cli.options import emit_json, json_option, note, overwrite_option
 
 # Choices and defaults are spelled here rather than imported from imgnet_tools.votes, so that
-# --help imports nothing of the library; tests/test_votes_cli.py holds them equal to the
-# library's (and tests/test_cli.py the stage's defaults to NextParams).
+# --help imports nothing of the library; tests/votes/test_votes_cli.py holds them equal to the
+# library's (and tests/cli/test_cli.py the stage's defaults to NextParams).
 METHODS = ("dawid-skene", "majority", "glad")
 ENGINES = ("auto", "numpy", "crowd-kit")
 EXPORT_FORMATS = ("mturk", "label_studio", "page")

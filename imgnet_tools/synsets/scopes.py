@@ -9,7 +9,7 @@ people and places are out) and its lexicographer file is one of
 :data:`PHYSICAL_LEXNAMES` -- artifacts, animals, plants, people, body parts, foods, natural
 objects. Mass and abstract categories (noun.substance, noun.process, noun.phenomenon,
 noun.location, noun.quantity, ...) are out. Their ancestors are then added. Measured on WordNet
-3.0 (tests/test_synsets_build.py): it keeps 993 of the 1,000 ILSVRC-2012 classes (the misses are
+3.0 (tests/synsets/test_synsets_build.py): it keeps 993 of the 1,000 ILSVRC-2012 classes (the misses are
 web site, comic book, crossword puzzle, street sign, traffic light, book jacket -- filed as
 noun.communication -- and toilet tissue, a noun.substance) and 21,153 of the 21,841 ImageNet-21k
 fall11 classes (96.9%; most misses are sports and activities, noun.act). 33,984 synsets in all.

@@ -25,8 +25,8 @@ from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.shards import state
 from imgnet_tools.shards.sink import DIRECT_ALIGN
 from imgnet_tools.shards.write import ShardParams, shard
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _break_sources(rows: list[dict]) -> dict[str, str]:

@@ -19,8 +19,9 @@ from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.pool import Pool
 from imgnet_tools.execute.tasks import Done, Lost, WorkerLostError, run_tasks, stream_tasks, warm_pool
 from tests.conftest import require
+from tests.conftest import REPO
 
-TESTS = Path(__file__).resolve().parent
+TESTS = REPO / "tests"
 
 
 def square_slowly(n: int) -> int:

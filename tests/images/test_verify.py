@@ -22,6 +22,7 @@ from imgnet_tools.images.verify import VerifyParams, outputs_complete, verify
 from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.schemas import load_schema
 from tests import imagegen
+from tests.conftest import SHARED
 
 FIXABLE_KINDS = [k for k, d in imagegen.DEFECTS.items() if d.status == "fixable"]
 
@@ -214,7 +215,7 @@ def test_verified_manifest_matches_schema(pool: tuple[Path, Path]) -> None:
 
 # --- the 23 known-bad ILSVRC-2012 kinds ----------------------------------------------------------
 
-KNOWN_BAD = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "ilsvrc2012_known_bad_files.tsv"
+KNOWN_BAD = SHARED / "reference" / "ilsvrc2012_known_bad_files.tsv"
 
 
 def _known_bad() -> list[tuple[str, str, str, str]]:

@@ -10,7 +10,7 @@ The verdict of every file (status and reason after verify, status after dedup, w
 sharded) is checked against ``tests/data/pillow_corpus_verdicts.tsv``, so a change of a verdict
 (a new check, another Pillow) shows up in review. Regenerate it after a deliberate change with
 
-    IMGNET_UPDATE_VERDICTS=1 python -m pytest -q tests/test_hostile_corpus.py
+    IMGNET_UPDATE_VERDICTS=1 python -m pytest -q tests/hostile/test_hostile_corpus.py
 
 The corpus comes from :mod:`tests.pillow_corpus` (fetched once into ~/.cache by set-up); the
 tests skip, saying why, only when it is neither cached nor downloadable (and fail instead with
@@ -34,8 +34,9 @@ from imgnet_tools.images.check import REASON_ORDER
 from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.schemas import load_schema
 from tests import pillow_corpus
+from tests.conftest import REPO
 
-VERDICTS = Path(__file__).parent / "data" / "pillow_corpus_verdicts.tsv"
+VERDICTS = REPO / "tests" / "data" / "pillow_corpus_verdicts.tsv"
 HEADER = ("path", "status", "reason", "issues", "after_dedup", "sharded")
 CRASH_REASONS = {"internal_error", "crashed_decoder", "timeout"}
 IMGNET = Path(sys.executable).with_name("imgnet")
@@ -150,7 +151,7 @@ def test_every_file_gets_a_status_from_the_vocabulary_and_none_crashed(run: dict
 def test_verdicts_match_the_checked_in_table(run: dict[str, Any]) -> None:
     rows = _verdicts(run)
     text = ("# Verdicts on Pillow " + pillow_corpus.VERSION + "'s Tests/images; regenerate: "
-            "IMGNET_UPDATE_VERDICTS=1 python -m pytest -q tests/test_hostile_corpus.py\n"
+            "IMGNET_UPDATE_VERDICTS=1 python -m pytest -q tests/hostile/test_hostile_corpus.py\n"
             + "\t".join(HEADER) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
     if os.environ.get("IMGNET_UPDATE_VERDICTS") == "1":
         VERDICTS.parent.mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ from PIL import Image
 from imgnet_tools.demo.data import DEMO_WNIDS, DemoParams, make_demo
 from imgnet_tools.errors import InputError, OutputExistsError
 from imgnet_tools.manifest.schemas import validate_json, validate_text
+from tests.conftest import REPO
 
 REQUIRED_KINDS = {"truncated_jpeg", "cmyk_jpeg", "png_named_jpeg", "grayscale", "exact_duplicate",
                   "near_duplicate", "train_val_leak", "zero_byte", "tiny_image"}
@@ -51,7 +52,7 @@ def test_layout_classes_and_records_validate(demo: Path) -> None:
     assert validate_text(demo / "wnids.txt", "demo_wnids") == 5
     wnids = (demo / "wnids.txt").read_text().split()
     assert wnids == [w for w, _ in DEMO_WNIDS[:5]]
-    ilsvrc = set((Path(__file__).parent.parent / "imgnet_tools/synsets/presets/ilsvrc2012_wnids.txt").read_text().split())
+    ilsvrc = set((REPO / "imgnet_tools/synsets/presets/ilsvrc2012_wnids.txt").read_text().split())
     assert set(wnids) <= ilsvrc, "demo classes must be real ILSVRC-2012 wnids"
     assert sorted(p.name for p in (demo / "train").iterdir()) == wnids
     assert sorted(p.name for p in (demo / "val").iterdir()) == wnids

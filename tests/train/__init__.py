@@ -1,0 +1,1 @@
+"""Tests of ``imgnet_tools.train``."""
