@@ -106,11 +106,15 @@ def write_shards(manifest: Path, out: Path) -> Path:
 
 def shard_samples(shards: Path) -> dict[str, Sample]:
     """Every sample of ``shards`` by key: the members read with :mod:`tarfile`, the row from the
-    shard's own manifest slice (``TAR.parquet``), checked against each other here."""
+    shard's own manifest slice (``TAR.parquet``), checked here against each other and against the
+    folder's ``manifest.parquet`` (the slices in shard order)."""
     import pyarrow.parquet as pq
 
     samples: dict[str, Sample] = {}
-    for tar in sorted(shards.glob("*.tar")):
+    tars = sorted(shards.glob("*.tar"))
+    whole = pq.read_table(shards / "manifest.parquet").to_pylist()
+    assert whole == [row for tar in tars for row in pq.read_table(tar.with_suffix(".parquet")).to_pylist()]
+    for tar in tars:
         rows = pq.read_table(tar.with_suffix(".parquet")).to_pylist()
         with tarfile.open(tar) as archive:
             members = {m.name: archive.extractfile(m).read() for m in archive.getmembers()}  # type: ignore[union-attr]
