@@ -142,6 +142,8 @@ def _read_rows(manifest: Path, runs: list[Run]) -> list[dict[str, Any]]:
         pieces = []
         for start, stop in runs:
             groups = [g for g in range(len(bounds) - 1) if bounds[g] < stop and bounds[g + 1] > start]
+            if not groups or bounds[groups[-1] + 1] < stop:
+                raise SchemaError(f"{manifest} changed while it was being checked; run the check again.")
             table = reader.read_row_groups(groups, use_threads=False)
             first = bounds[groups[0]]
             pieces.append(table.slice(start - first, stop - start))
