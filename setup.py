@@ -71,10 +71,14 @@ setup(
         "uvicorn>=0.29",
     ],
     extras_require={
-        "ray": ["ray>=2.9"],
+        # ray[data] brings Ray Data (ray.data.read_webdataset reads our shards) and pandas.
+        "ray": ["ray[data]>=2.9"],
         # playwright drives the system Chromium (/usr/bin/chromium) for the labeling page's browser
         # test; its own browser download (`playwright install`) is never used.
-        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4", "scipy>=1.10", "playwright>=1.40"],
+        # duckdb, polars, pandas: the manifest-readers test; datasets: Hugging Face reads our shards
+        # (none of them pulls pillow).
+        "dev": ["pytest>=8", "hypothesis>=6.80", "mypy>=1.8", "ruff>=0.4", "scipy>=1.10", "playwright>=1.40",
+                "duckdb>=1.0", "polars>=1.0", "pandas>=2.0", "datasets>=2.16"],
         # Reading the ILSVRC devkit's meta.mat (scan --val-id-map meta.mat).
         "ilsvrc": ["scipy>=1.10"],
     },

@@ -358,7 +358,7 @@ def _verify_file(path: str, fix_to: str | None, settings: Settings) -> dict[str,
         "verify_policy": _describe(settings.policy),
     }
     if row["status"] == "fixable" and fix_to is not None:
-        row.update(_write_fixed(data, found, fix_to, settings.quality))
+        row.update(_write_fixed(data, found, fix_to, settings.quality, st.st_mtime_ns))
     return row
 
 
@@ -376,8 +376,13 @@ def _describe(policy: Policy) -> str:
     return policy.describe()
 
 
-def _write_fixed(data: bytes, found: Check, target: str, quality: int) -> dict[str, Any]:
-    """Write the normalised copy atomically; the columns that now describe the copy."""
+def _write_fixed(data: bytes, found: Check, target: str, quality: int, source_mtime_ns: int) -> dict[str, Any]:
+    """Write the normalised copy atomically; the columns that now describe the copy.
+
+    The copy gets its source's mtime (as ``cp -p`` would), not the time it was written, so the
+    manifest is the same bytes whichever run, worker or executor wrote it; a copy changed later
+    still gets a new mtime, which a re-run notices.
+    """
     try:
         jpeg = normalize_to_jpeg(data, found.orientation, quality)
     except TimeLimitExceeded:
@@ -391,6 +396,7 @@ def _write_fixed(data: bytes, found: Check, target: str, quality: int) -> dict[s
         if exc.errno in RUN_LEVEL_ERRNOS:
             raise write_failed(exc, f"writing the fixed copy {target}") from exc
         raise
+    os.utime(target, ns=(source_mtime_ns, source_mtime_ns))
     st = os.stat(target)
     return {"status": "fixed", "path": target, "bytes": len(jpeg), "mtime_ns": st.st_mtime_ns,
             "sha256": hashlib.sha256(jpeg).hexdigest(), "format": "JPEG", "mode": "RGB"}

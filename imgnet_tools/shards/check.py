@@ -5,6 +5,11 @@
 and sha256, sample count, member names and order, header and data offsets and sizes, label,
 per-member sha256, the JSON member, and that every image decodes. Problems are collected as
 lines of text, never raised; a directory that cannot be read at all is a run-level error.
+
+Memory: the driver reads ``manifest.parquet`` once as the ``shard`` column alone, chunk by chunk,
+and keeps only where each shard's rows lie (runs of row numbers: one per shard in a manifest
+``imgnet shard`` wrote, whose row groups follow shard order); each task then reads just its own
+shard's rows (the row groups holding them), so no process holds a row of every sample at once.
 """
 
 from __future__ import annotations
@@ -68,14 +73,9 @@ def load_dataset(directory: str | Path) -> dict[str, Any]:
 
 def check_shards(params: CheckParams, progress: Callable[[int], None] | None = None) -> CheckResult:
     """Re-read every shard of ``params.dir``; ``progress`` gets each shard's sample count."""
-    from imgnet_tools.manifest.parquet import read_table
-
     directory = Path(params.dir)
     doc = load_dataset(directory)
-    table = read_table(directory / state.MANIFEST_NAME, "shard_manifest")
-    by_shard: dict[str, list[dict[str, Any]]] = {}
-    for row in table.to_pylist():
-        by_shard.setdefault(row["shard"], []).append(row)
+    by_shard = _shard_runs(directory / state.MANIFEST_NAME)
     tasks = [(str(directory), entry, by_shard.pop(entry["file"], [])) for entry in doc["shards"]]
     problems = [f"manifest.parquet lists shard {name} that dataset.json does not" for name in sorted(by_shard)]
     listed = {entry["file"] for entry in doc["shards"]}
@@ -88,10 +88,76 @@ def check_shards(params: CheckParams, progress: Callable[[int], None] | None = N
     return CheckResult(str(directory), len(tasks), doc["samples"], problems)
 
 
-def _check_one(task: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> list[str]:
-    """Problems in one shard (a worker task)."""
-    directory, entry, rows = task
+# Rows [start, stop) of manifest.parquet, in file order.
+Run = tuple[int, int]
+MANIFEST_CHUNK_ROWS = 65536
+
+
+def _shard_runs(manifest: Path) -> dict[str, list[Run]]:
+    """Where each shard's rows lie in ``manifest``: shard name -> runs of consecutive rows, in file
+    order (read as the ``shard`` column alone, chunk by chunk; one Python object per run, not per row)."""
+    import pyarrow.compute as pc
+
+    from imgnet_tools.manifest.stream import iter_chunks
+
+    runs: dict[str, list[Run]] = {}
+    last: str | None = None
+    start = 0
+    for table in iter_chunks(manifest, "shard_manifest", MANIFEST_CHUNK_ROWS, columns=["shard"]):
+        values = table.column("shard").combine_chunks()
+        n = len(values)
+        if not n:
+            continue
+        heads: list[int] = [0]
+        if n > 1:
+            changes = pc.not_equal(values.slice(1), values.slice(0, n - 1))
+            heads += [i + 1 for i in pc.indices_nonzero(changes).to_pylist()]
+        for head, tail in zip(heads, heads[1:] + [n]):
+            name = values[head].as_py()
+            if name == last:  # the run goes on from the previous chunk
+                runs[name][-1] = (runs[name][-1][0], start + tail)
+            else:
+                runs.setdefault(name, []).append((start + head, start + tail))
+            last = name
+        start += n
+    return runs
+
+
+def _read_rows(manifest: Path, runs: list[Run]) -> list[dict[str, Any]]:
+    """The rows of ``manifest`` in ``runs`` (one shard's), conformed; only the row groups holding
+    them are read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imgnet_tools.manifest.parquet import _first_line, check_file, conform
+
+    if not runs:
+        return []
+    check_file(manifest, "shard_manifest")
+    try:
+        reader = pq.ParquetFile(manifest, page_checksum_verification=True)
+        bounds = [0]
+        for group in range(reader.metadata.num_row_groups):
+            bounds.append(bounds[-1] + reader.metadata.row_group(group).num_rows)
+        pieces = []
+        for start, stop in runs:
+            groups = [g for g in range(len(bounds) - 1) if bounds[g] < stop and bounds[g + 1] > start]
+            if not groups or bounds[groups[-1] + 1] < stop:
+                raise SchemaError(f"{manifest} changed while it was being checked; run the check again.")
+            table = reader.read_row_groups(groups, use_threads=False)
+            first = bounds[groups[0]]
+            pieces.append(table.slice(start - first, stop - start))
+        table = pa.concat_tables(pieces)
+    except (pa.ArrowException, OSError) as exc:
+        raise SchemaError(f"{manifest} cannot be read ({_first_line(exc)}); it may be truncated or corrupt.") from exc
+    return conform(table, "shard_manifest", str(manifest)).to_pylist()
+
+
+def _check_one(task: tuple[str, dict[str, Any], list[Run]]) -> list[str]:
+    """Problems in one shard (a worker task): its rows are read from manifest.parquet here."""
+    directory, entry, runs = task
     tar = Path(directory) / entry["file"]
+    rows = _read_rows(Path(directory) / state.MANIFEST_NAME, runs)
     if not tar.is_file():
         return [f"{entry['file']}: missing"]
     problems = _check_file(tar, entry)

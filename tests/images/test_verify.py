@@ -183,6 +183,28 @@ def test_verify_resumes_and_rechecks_on_change(pool: tuple[Path, Path], tmp_path
     assert _rows(manifest)["n01443537_2.JPEG"]["reason"] == "too_small"  # 64x48 images
 
 
+def test_a_fixed_copy_carries_its_source_mtime_and_is_fixed_again_when_changed(pool: tuple[Path, Path],
+                                                                               tmp_path: Path) -> None:
+    """The copy's mtime is its source's (not the time of writing), so every run writes the same
+    manifest bytes; a copy changed afterwards has a new mtime, and the next run writes it again."""
+    import os
+
+    _, manifest = pool
+    params = VerifyParams(manifest=str(manifest), fix=str(tmp_path / "fixed"), workers=1)
+    verify(params)
+    first = manifest.read_bytes()
+    fixed = [r for r in _rows(manifest).values() if r["status"] == "fixed"]
+    assert len(fixed) == len(FIXABLE_KINDS)
+    for row in fixed:
+        assert os.stat(row["path"]).st_mtime_ns == os.stat(row["source_path"]).st_mtime_ns == row["mtime_ns"]
+    copy = Path(fixed[0]["path"])
+    good = copy.read_bytes()
+    copy.write_bytes(b"spoiled")
+    again = verify(params)
+    assert again.checked == 1 and copy.read_bytes() == good
+    assert manifest.read_bytes() == first
+
+
 def test_verify_parallel_matches_inline(pool: tuple[Path, Path], tmp_path: Path) -> None:
     _, manifest = pool
     one = verify(VerifyParams(manifest=str(manifest), out=str(tmp_path / "one.parquet"), workers=1))

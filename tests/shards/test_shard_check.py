@@ -95,3 +95,33 @@ def test_safe_keys_are_kept(key: str) -> None:
 def test_unsafe_keys_become_distinct_safe_stems(key: str) -> None:
     safe = sanitize_key(key)
     assert split_member(f"{safe}.jpg") == (safe, "jpg") and safe != sanitize_key(key + "_")
+
+
+def test_each_shard_reads_only_its_rows_whatever_the_row_groups(shard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver keeps runs of row numbers per shard, not rows; a manifest rewritten with row groups
+    that straddle shards (and rows of one shard split into two runs) still checks clean."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imgnet_tools.manifest.parquet import read_table
+    from imgnet_tools.shards import check
+    from imgnet_tools.shards.check import _shard_runs
+
+    manifest = shard_dir / "manifest.parquet"
+    expected = {"train-000000.tar": [(0, 4)], "train-000001.tar": [(4, 8)], "train-000002.tar": [(8, 11)]}
+    assert _shard_runs(manifest) == expected
+    monkeypatch.setattr(check, "MANIFEST_CHUNK_ROWS", 3)  # runs that go on across chunks of the shard column
+    assert _shard_runs(manifest) == expected
+    table = read_table(manifest, "shard_manifest")
+    pq.write_table(table, manifest, row_group_size=3)  # groups of 3 rows across the shards of 4
+    assert check_shards(CheckParams(str(shard_dir), workers=1)).ok
+    # train-000002's rows moved to the front: still its rows, in order, from two places
+    moved = pa.concat_tables([table.slice(8, 2), table.slice(0, 8), table.slice(10)])
+    pq.write_table(moved, manifest, row_group_size=5)
+    assert _shard_runs(manifest)["train-000002.tar"] == [(0, 2), (10, 11)]
+    assert check_shards(CheckParams(str(shard_dir), workers=1)).ok
+    # a row of train-000001 dropped: found in that shard, and only there
+    pq.write_table(pa.concat_tables([table.slice(0, 5), table.slice(6)]), manifest)
+    problems = check_shards(CheckParams(str(shard_dir), workers=1)).problems
+    assert "train-000001.tar: manifest.parquet has 3 rows, dataset.json says 4" in problems
+    assert not any("train-000000" in p or "train-000002" in p for p in problems)
