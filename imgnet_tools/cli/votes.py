@@ -175,8 +175,10 @@ def aggregate_cmd(votes: str, out: str | None, workers_out: str | None, method: 
     """
     from imgnet_tools.votes.aggregate import AggregateParams, aggregate
 
-    result = aggregate(AggregateParams(votes, out, workers_out, method, engine, confidence, max_votes, gold_file,
-                                       spam_threshold, min_worker_votes, min_gold_accuracy))
+    result = aggregate(AggregateParams(
+        votes, out, workers_out, method=method, engine=engine, confidence=confidence, max_votes=max_votes,
+        gold_file=gold_file, spam_threshold=spam_threshold, min_worker_votes=min_worker_votes,
+        min_gold_accuracy=min_gold_accuracy))
     if as_json:
         emit_json(result.to_dict())
         return
@@ -221,9 +223,10 @@ def next_cmd(manifest: str, votes: str, out: str, method: str, engine: str, conf
     """
     from imgnet_tools.votes.adaptive import NextParams, next_votes
 
-    result = next_votes(NextParams(manifest, votes, out, synsets, method, engine, confidence, max_votes, first_votes,
-                                   gold_file, spam_threshold, min_worker_votes, min_gold_accuracy, per_task, gold,
-                                   format, image_url, questions, seed))
+    result = next_votes(NextParams(
+        manifest, votes, out, synsets, first_votes, per_task, gold, format, image_url, questions, seed,
+        method=method, engine=engine, confidence=confidence, max_votes=max_votes, gold_file=gold_file,
+        spam_threshold=spam_threshold, min_worker_votes=min_worker_votes, min_gold_accuracy=min_gold_accuracy))
     if as_json:
         emit_json(result.to_dict())
         return
@@ -259,8 +262,10 @@ def apply_cmd(manifest: str, votes: str, out: str | None, method: str, engine: s
     """
     from imgnet_tools.votes.apply import ApplyParams, apply_votes
 
-    result = apply_votes(ApplyParams(manifest, votes, out, method, engine, confidence, max_votes, gold_file,
-                                     spam_threshold, min_worker_votes, min_gold_accuracy, pending, questions))
+    result = apply_votes(ApplyParams(
+        manifest, votes, out, pending, questions, method=method, engine=engine, confidence=confidence,
+        max_votes=max_votes, gold_file=gold_file, spam_threshold=spam_threshold, min_worker_votes=min_worker_votes,
+        min_gold_accuracy=min_gold_accuracy))
     if as_json:
         emit_json(result.to_dict())
         return

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from imgnet_tools.errors import InputError
-from imgnet_tools.votes.aggregate import CONSENSUS_FILE, Consensus, build_consensus, policy_of, write_consensus
+from imgnet_tools.votes.aggregate import (CONSENSUS_FILE, Consensus, ConsensusOptions, build_consensus, policy_of,
+                                          write_consensus)
 from imgnet_tools.votes.export import EXPORT_FORMATS, BatchSpec, ExportResult, check_export_options, read_batch, write_batch
 from imgnet_tools.votes.gold import Gold, load_gold
 from imgnet_tools.votes.questions import ManifestQuestions, read_manifest, read_questions_file
@@ -28,22 +29,15 @@ BATCH_PREFIX = "batch-"
 
 
 @dataclass(frozen=True)
-class NextParams:
-    """``imgnet votes next`` options (field names = CLI option names); the ``votes`` recipe stage too."""
+class NextParams(ConsensusOptions):
+    """``imgnet votes next`` options (field names = CLI option names; the consensus ones are
+    :class:`ConsensusOptions`'s); the ``votes`` recipe stage too."""
 
     manifest: str
     votes: str
     out: str
     synsets: str | None = None
-    method: str = "dawid-skene"
-    engine: str = "auto"
-    confidence: float = 0.95
-    max_votes: int = 10
     first_votes: int = 3
-    gold_file: tuple[str, ...] = ()
-    spam_threshold: float = WorkerPolicy.spam_threshold
-    min_worker_votes: int = WorkerPolicy.min_worker_votes
-    min_gold_accuracy: float = WorkerPolicy.min_gold_accuracy
     per_task: int = 50
     gold: int = 0
     format: tuple[str, ...] = EXPORT_FORMATS

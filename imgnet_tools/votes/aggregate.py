@@ -23,6 +23,7 @@ Writes the consensus table (schema ``votes_consensus``) and the worker table (sc
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,13 +298,11 @@ def write_consensus(result: Consensus, out: Path, workers_out: Path | None = Non
 # the command
 
 
-@dataclass(frozen=True)
-class AggregateParams:
-    """``imgnet votes aggregate VOTES`` options (field names = CLI option names)."""
+@dataclass(frozen=True, kw_only=True)
+class ConsensusOptions:
+    """The consensus options ``votes aggregate``, ``next`` (the recipe stage) and ``apply`` share
+    (field names = CLI option names), checked when the params are made, whoever makes them."""
 
-    votes: str
-    out: str | None = None
-    workers_out: str | None = None
     method: str = "dawid-skene"
     engine: str = "auto"
     confidence: float = 0.95
@@ -313,8 +312,24 @@ class AggregateParams:
     min_worker_votes: int = WorkerPolicy.min_worker_votes
     min_gold_accuracy: float = WorkerPolicy.min_gold_accuracy
 
+    def __post_init__(self) -> None:
+        self.policy().validate()
+
     def policy(self) -> ConsensusPolicy:
         return policy_of(self)
+
+    def consensus_options(self) -> dict[str, Any]:
+        """These options as keyword arguments (to make another params class with the same ones)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ConsensusOptions)}
+
+
+@dataclass(frozen=True)
+class AggregateParams(ConsensusOptions):
+    """``imgnet votes aggregate VOTES`` options (field names = CLI option names)."""
+
+    votes: str
+    out: str | None = None
+    workers_out: str | None = None
 
     def out_path(self) -> Path:
         """``out``, or ``consensus.parquet`` beside the votes table."""

@@ -32,7 +32,7 @@ from imgnet_tools import __version__
 from imgnet_tools.errors import InputError, SchemaError
 from imgnet_tools.manifest.atomic import atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
-from imgnet_tools.votes.aggregate import Consensus, policy_of
+from imgnet_tools.votes.aggregate import Consensus, ConsensusOptions, policy_of
 from imgnet_tools.votes.workers import WorkerPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,20 +43,13 @@ PENDING = ("keep", "reject")
 
 
 @dataclass(frozen=True)
-class ApplyParams:
-    """``imgnet votes apply`` options (field names = CLI option names)."""
+class ApplyParams(ConsensusOptions):
+    """``imgnet votes apply`` options (field names = CLI option names; the consensus ones are
+    :class:`ConsensusOptions`'s)."""
 
     manifest: str
     votes: str
     out: str | None = None
-    method: str = "dawid-skene"
-    engine: str = "auto"
-    confidence: float = 0.95
-    max_votes: int = 10
-    gold_file: tuple[str, ...] = ()
-    spam_threshold: float = WorkerPolicy.spam_threshold
-    min_worker_votes: int = WorkerPolicy.min_worker_votes
-    min_gold_accuracy: float = WorkerPolicy.min_gold_accuracy
     pending: str = "keep"
     questions: str | None = None
 

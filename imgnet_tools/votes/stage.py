@@ -23,9 +23,7 @@ __all__ = ["NextParams", "votes_stage", "outputs_complete"]
 
 def apply_params(params: NextParams) -> ApplyParams:
     """The apply that ends the stage: the same manifest, votes and consensus options."""
-    return ApplyParams(params.manifest, params.votes, None, params.method, params.engine, params.confidence,
-                       params.max_votes, params.gold_file, params.spam_threshold, params.min_worker_votes,
-                       params.min_gold_accuracy, "keep", params.questions)
+    return ApplyParams(params.manifest, params.votes, None, "keep", params.questions, **params.consensus_options())
 
 
 def votes_stage(params: NextParams, progress: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -42,6 +42,9 @@ CASES: list[tuple[str, str, list[str], str, dict[str, Any]]] = [
     ("train-epochs", "must be at least 1", ["train", "{t}/shards", "--out", "{t}/ck.pt", "--epochs", "0"], "train",
      {"shards": "{t}/shards", "out": "{t}/ck.pt", "epochs": 0}),
     ("eval-truth", "--manifest MANIFEST or --truth", ["eval", "{t}/preds.csv"], "eval", {"predictions": "{t}/preds.csv"}),
+    ("votes-confidence", "--confidence 1.5 must be above 0.5", ["votes", "next", "{t}/m.parquet", "--votes", "{t}/v.parquet",
+     "--out", "{t}/b", "--confidence", "1.5"], "votes", {"manifest": "{t}/m.parquet", "votes": "{t}/v.parquet",
+                                                          "out": "{t}/b", "confidence": 1.5}),
     ("demo-size", "--size must be between", ["demo-data", "{t}/d", "--size", "10"], "demo", {"out": "{t}/d", "size": 10}),
 ]
 
@@ -79,7 +82,7 @@ def test_the_recipe_path_rejects_what_the_cli_rejects(case: tuple[str, str, list
     cli = invoke(*_fill(args, inputs))
     assert cli.exit_code == 2, cli.output
     message = _error_line(cli.output)
-    option = next((a for a in args if a.startswith("--") and a != "--out"), "")
+    option = [a for a in args if a.startswith("--")][-1]  # each case names the offending option last
     assert fragment in message or message.startswith(f"Invalid value for '{option}'"), cli.output
     recipe = inputs / "rules.yaml"
     doc = {"format_version": 1, "name": "rules", "stages": [{"stage": stage, "params": _fill(params, inputs)}]}
