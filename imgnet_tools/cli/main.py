@@ -93,7 +93,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted. Finished work is kept: run the same command again to resume.", err=True)
             ctx.exit(130)
-        except Exception as exc:
+        except Exception as exc:  # a bug: one line for the user, the traceback in a log
             if _debug(ctx):
                 raise
             if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # a full disk met where no stage expected it
