@@ -64,8 +64,9 @@ def measure(cmd: list[str], label: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=_env())
         sampler = tools.TreeSampler(proc.pid).start()
-        code = proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)  # its rusage: it and every child it waited for
         wall = time.perf_counter() - t0
+        code = proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
         out.seek(0)
         err.seek(0)
@@ -76,7 +77,8 @@ def measure(cmd: list[str], label: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError:
         doc = {"stdout": text[-2000:]}
-    return {"wall_s": round(wall, 2), **sampler.summary(), "output": doc}
+    return {"wall_s": round(wall, 2), **sampler.summary(), "tree_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "output": doc}
 
 
 RAY_PROBE = """

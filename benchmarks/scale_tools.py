@@ -39,19 +39,33 @@ NEAR_OFFSET, EXACT_OFFSET = 1, 2
 
 # --- RSS of a process tree ------------------------------------------------------------------------
 
-def _status_kib(pid: int) -> tuple[int, int] | None:
-    """(VmRSS, VmHWM) of ``pid`` in KiB, or None when it is gone (or a zombie without memory)."""
+def _status_kib(pid: int) -> tuple[int, int, int] | None:
+    """(VmRSS, VmHWM, RssAnon) of ``pid`` in KiB, or None when it is gone (or a zombie without memory).
+
+    RssAnon is the heap part of VmRSS: without the pages of memory-mapped files (shard's
+    selection file), which the kernel can drop and read again."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    rss = hwm = None
+    found = {}
     for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
-    return (rss, hwm) if rss is not None and hwm is not None else None
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM", "RssAnon"):
+            found[name] = int(value.split()[0])
+    if len(found) < 3:
+        return None
+    return found["VmRSS"], found["VmHWM"], found["RssAnon"]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far (None when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def _parents() -> dict[int, int]:
@@ -89,6 +103,8 @@ class TreeSampler:
     root: int
     interval: float = 0.2
     peaks_kib: dict[int, int] = field(default_factory=dict)  # pid -> largest VmHWM seen
+    anon_peaks_kib: dict[int, int] = field(default_factory=dict)  # pid -> largest RssAnon sampled
+    cpu_s: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds at its last sample
     peak_sum_kib: int = 0
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -111,9 +127,13 @@ class TreeSampler:
             found = _status_kib(pid)
             if found is None:
                 continue
-            rss, hwm = found
+            rss, hwm, anon = found
             total += rss
             self.peaks_kib[pid] = max(self.peaks_kib.get(pid, 0), hwm)
+            self.anon_peaks_kib[pid] = max(self.anon_peaks_kib.get(pid, 0), anon)
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), cpu)
         self.peak_sum_kib = max(self.peak_sum_kib, total)
         self.samples += 1
 
@@ -123,12 +143,16 @@ class TreeSampler:
             self._thread.join()
 
     def summary(self) -> dict[str, Any]:
-        """Peaks in MiB: the root (driver), the largest other process (worker), and the tree's sum."""
+        """Peaks in MiB: the root (driver; also its sampled heap part), the largest other process
+        (worker), and the tree's sum."""
         workers = [kib for pid, kib in self.peaks_kib.items() if pid != self.root]
         return {"driver_peak_mib": round(self.peaks_kib.get(self.root, 0) / 1024, 1),
+                "driver_anon_peak_mib": round(self.anon_peaks_kib.get(self.root, 0) / 1024, 1),
                 "worker_peak_mib": round(max(workers, default=0) / 1024, 1),
                 "workers_seen": len(workers),
-                "sum_peak_mib": round(self.peak_sum_kib / 1024, 1), "samples": self.samples}
+                "sum_peak_mib": round(self.peak_sum_kib / 1024, 1), "samples": self.samples,
+                "driver_cpu_s": round(self.cpu_s.get(self.root, 0.0), 2),
+                "workers_cpu_s": round(sum(v for pid, v in self.cpu_s.items() if pid != self.root), 2)}
 
 
 # --- the generated JPEG pool ----------------------------------------------------------------------
@@ -274,6 +298,8 @@ def synthetic_chunk(start: int, n: int, classes: list[str], seed: int = 0) -> An
     size = rng.integers(20_000, 250_000, size=n)
     mtime = 1_600_000_000_000_000_000 + i * 1_000_000
     width, height = rng.integers(200, 800, size=n).astype(np.int32), rng.integers(200, 800, size=n).astype(np.int32)
+    for column in (size, width, height):  # an exact copy is the same file
+        column[exact] = column[exact - EXACT_OFFSET]
     const = {"status": "ok", "format": "JPEG", "mode": "RGB", "verify_policy": "v1"}
     table = {"key": key, "path": path, "source_path": path, "rel_path": rel, "split": split, "label": label,
              "wnid": wnid, "bytes": size, "mtime_ns": mtime, "source_bytes": size, "source_mtime_ns": mtime,
