@@ -1,6 +1,6 @@
 """Scale: scan -> verify -> dedup -> shard on generated pools of N real JPEGs, and a 14.2M-row simulation.
 
-``python -m benchmarks scale [--sizes 10000,100000] [--ray] [--ray-sizes 10000] [--simulate ROWS] [--json OUT]``
+``python -m benchmarks scale [--sizes 10000,100000] [--ray] [--ray-sizes 10000] [--simulate ROWS[,ROWS]] [--json OUT]``
 
 Real part: for each N a cached pool of N distinct small JPEGs (``scale_tools.ensure_pool``,
 untimed) goes through the four stages as the user runs them, ``imgnet`` subprocesses with
@@ -231,7 +231,7 @@ def simulate(rows: int) -> dict[str, Any]:
 
 # --- goals ----------------------------------------------------------------------------------------------
 
-def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sim: dict[str, Any] | None) -> list[Result]:
+def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[dict[str, Any]]) -> list[Result]:
     results = []
     if len(local) >= 2:
         by_n = {r["n"]: r for r in local}
@@ -255,7 +255,7 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sim: dict[str
                     results.append(Result(f"scale {stage} ray (less its {ray['fixed_cost_s']} s start) vs local "
                                           f"N={ray['n']}", ray["stages"][stage]["rows_per_s_after_start"], theirs,
                                           "rows/s", f"ratio >= {RAY_GOAL} (estimate)", True, {"n": ray["n"]}))
-    if sim is not None:
+    for sim in sims:
         for part in ("dedup", "plan"):
             results.append(Result(f"scale simulate {part} peak RSS N={sim['rows']}", sim[part]["driver_peak_mib"],
                                   SIM_GOAL_MIB, "MiB", f"ours <= {SIM_GOAL_MIB:.0f} MiB", False, {"n": sim["rows"]}))
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="pool sizes, comma-separated (0 or empty: no real pools)")
     ap.add_argument("--ray", action="store_true", help="also run the stages on a local Ray with 2 workers")
     ap.add_argument("--ray-sizes", default="10000", help="pool sizes of the Ray runs, comma-separated")
-    ap.add_argument("--simulate", type=int, default=0, metavar="ROWS", help="rows of the synthetic manifest")
+    ap.add_argument("--simulate", default="", metavar="ROWS[,ROWS]", help="rows of the synthetic manifests")
     ap.add_argument("--json", type=Path, help="write the results here (default: CACHE/results-DATE.json)")
     ap.add_argument("--repeats", type=int, default=1, help="ignored: every stage runs once per N (minutes each)")
     ap.add_argument("--child", nargs=3, metavar=("PART", "MANIFEST", "WORK"), help=argparse.SUPPRESS)
@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip() and int(s) > 0})
     ray_sizes = sorted({int(s) for s in args.ray_sizes.split(",") if s.strip() and int(s) > 0}) if args.ray else []
-    report = run_all(sizes, ray_sizes, args.simulate)
+    sims = sorted({int(s) for s in args.simulate.split(",") if s.strip() and int(s) > 0})
+    report = run_all(sizes, ray_sizes, sims)
     target = args.json or tools.CACHE / f"results-{report['date']}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n")
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: int) -> dict[str, Any]:
+def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int]) -> dict[str, Any]:
     """Everything asked for; prints the table and the goals; returns the report."""
     started = time.time()
     local = [run_size(n, "local") for n in sizes]
@@ -319,26 +320,26 @@ def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: int) -> dict[
             ray["fixed_cost_s"] = fixed
             for m in ray["stages"].values():  # an estimate: the rate once Ray runs
                 m["rows_per_s_after_start"] = round(ray["n"] / max(m["wall_s"] - fixed, 1e-3), 1)
-    sim = simulate(simulate_rows) if simulate_rows else None
-    results = goals(local, rays, sim)
+    sims = [simulate(rows) for rows in simulate_rows]
+    results = goals(local, rays, sims)
     if local or rays:
         print(table(local, rays))
     for r in results:
         print(f"{r.name}: ours {r.ours:.4g} {r.unit}, theirs {r.theirs:.4g} {r.unit}, ratio {r.ratio:.3f} "
               f"(goal {r.goal}): {'met' if verdict(r) else 'NOT met'}")
-    if sim is not None:
+    for sim in sims:
         for part in ("dedup", "plan"):
-            print(f"simulate {part} N={sim['rows']}: {sim[part]['wall_s']} s, peak {sim[part]['driver_peak_mib']} MiB: "
-                  f"{json.dumps(sim[part]['result'])}")
+            print(f"simulate {part} N={sim['rows']}: {sim[part]['wall_s']} s, peak {sim[part]['driver_peak_mib']} MiB "
+                  f"(heap {sim[part]['driver_anon_peak_mib']} MiB): {json.dumps(sim[part]['result'])}")
     return {"date": datetime.date.today().isoformat(), "machine": machine(), "seconds": round(time.time() - started),
-            "local": local, "ray": rays, "simulate": sim,
+            "local": local, "ray": rays, "simulate": sims,
             "goals": [{**r.to_dict(), "met": verdict(r)} for r in results]}
 
 
 def run(repeats: int) -> list[Result]:
     """``python -m benchmarks scale`` without options: the default sizes, no Ray, no simulation."""
-    report = run_all(list(DEFAULT_SIZES), [], 0)
-    return goals(report["local"], [], None)
+    report = run_all(list(DEFAULT_SIZES), [], [])
+    return goals(report["local"], [], [])
 
 
 if __name__ == "__main__":
