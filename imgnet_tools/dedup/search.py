@@ -155,7 +155,7 @@ def near_pairs(hashes: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray
     if n < 2:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    tasks = []
+    tasks: list[tuple[Block, _BlockIndex, np.ndarray, int, int]] = []
     for block in plan(n, k):
         if block.radius < 0:
             continue
