@@ -137,7 +137,8 @@ def run_size(n: int, executor: str) -> dict[str, Any]:
 def _brief(stage: str, doc: dict[str, Any]) -> dict[str, Any]:
     """What a stage's --json said that matters here (row counts, duplicates found)."""
     wanted = {"scan": ("rows", "status"), "verify": ("rows", "status"),
-              "dedup": ("rows", "candidates", "duplicates", "exact_duplicates", "near_duplicates", "search_seconds"),
+              "dedup": ("rows", "candidates", "duplicates", "exact_duplicates", "near_duplicates", "hash_seconds",
+                        "search_seconds"),
               "shard": ("samples", "shards", "bytes")}[stage]
     return {k: doc[k] for k in wanted if k in doc}
 
@@ -244,6 +245,11 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
                                   False, {"n": big, "reference_n": ref}))
             results.append(Result(f"scale {stage} rows/s N={big} vs N={ref}", a["rows_per_s"], b["rows_per_s"],
                                   "rows/s", f"ratio >= {RATE_GOAL}", True, {"n": big, "reference_n": ref}))
+            if "workers_cpu_s" in a and "workers_cpu_s" in b:  # the same, free of other load: CPU per row
+                results.append(Result(f"scale {stage} rows per CPU second (driver + workers) N={big} vs N={ref}",
+                                      big / max(a["driver_cpu_s"] + a["workers_cpu_s"], 1e-3),
+                                      ref / max(b["driver_cpu_s"] + b["workers_cpu_s"], 1e-3), "rows/cpu-s",
+                                      f"ratio >= {RATE_GOAL} (cost linear in N)", True, {"n": big, "reference_n": ref}))
     for ray in rays:
         mine = next((r for r in local if r["n"] == ray["n"]), None)
         if mine is not None:
