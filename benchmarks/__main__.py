@@ -1,7 +1,9 @@
 """Run benchmarks: ``python -m benchmarks [NAME ...] [--all] [--repeats N] [--json OUT]``.
 
 Each ``benchmarks/bench_NAME.py`` defines ``run(repeats: int) -> list[common.Result]``. The runner
-prints ours, theirs and the ratio for every comparison, with the goal the issue sets.
+prints ours, theirs and the ratio for every comparison, with the goal the issue sets. A benchmark
+with options of its own defines ``main(argv) -> int`` too: ``python -m benchmarks NAME --option ...``
+hands the options to it (``scale --sizes 10000,100000``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="run every benchmark")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median is reported)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) > 1 and argv[0] in names and argv[1].startswith("-"):
+        own = importlib.import_module(f"benchmarks.bench_{argv[0]}")
+        if hasattr(own, "main"):
+            return int(own.main(argv[1:]))
     args = ap.parse_args(argv)
     chosen = names if args.all or not args.names else args.names
     unknown = set(chosen) - set(names)

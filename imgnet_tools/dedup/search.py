@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DENSE_MAX_BITS = 24  # blocks up to this width are indexed by a dense table (2**24 int64 = 128 MiB)
-TARGET_PROBES = 1 << 22  # probes per chunk: bounds memory (~ a few hundred MB at most)
+TARGET_PROBES = 1 << 22  # probes (plus the rows they find) per chunk: bounds memory (~ a few hundred MB at most)
 
 
 @dataclass(frozen=True)
@@ -155,18 +155,20 @@ def near_pairs(hashes: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray
     if n < 2:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    tasks = []
+    tasks: list[tuple[Block, _BlockIndex, np.ndarray, int, int]] = []
     for block in plan(n, k):
         if block.radius < 0:
             continue
         masks = _flip_masks(block.width, block.radius)
         values = (h >> np.uint64(block.shift)) & np.uint64((1 << block.width) - 1)
         index = _BlockIndex(values, block.width)
-        step = max(1, TARGET_PROBES // len(masks))
-        for start in range(0, n, step):
-            tasks.append((block, index, masks, np.arange(start, min(n, start + step), dtype=np.int64)))
+        # a chunk's arrays hold its probes and the rows they find, about n / 2**width rows a probe
+        # (3.4 for a 22-bit block of 14.2M hashes): both bound its size, so memory does not grow with n
+        step = max(1, int(TARGET_PROBES // (len(masks) * (1.0 + n / 2.0 ** block.width))))
+        tasks.extend((block, index, masks, start, min(n, start + step)) for start in range(0, n, step))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        found = list(pool.map(lambda t: _search_chunk(h, t[0], t[1], t[2], t[3], k), tasks))
+        found = list(pool.map(lambda t: _search_chunk(h, t[0], t[1], t[2], np.arange(t[3], t[4], dtype=np.int64), k),
+                              tasks))
     codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
     return codes // n, codes % n
 
