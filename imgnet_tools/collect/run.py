@@ -200,6 +200,9 @@ def collect(params: CollectParams, progress: Callable[[int], None] | None = None
     finished = record is not None and record["complete"] and record["fingerprint"] == fp and (out / MANIFEST).is_file()
     if not finished:
         _refuse_other(params, record, fp, out)
+        from imgnet_tools.execute.ray_executor import check_shared_folders
+
+        check_shared_folders([out], params.executor_params())  # workers store the images there
         record = _plan_pass(params, paths, out, fp, facts, totals, progress, tally)
     assert record is not None
     if params.retry and _has_retry_rows(out / MANIFEST, params.retry):

@@ -562,6 +562,9 @@ def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) ->
     result = DedupResult(str(Path(params.manifest).resolve()), str(out_dir.resolve()), params.threshold,
                          params.scope, rows=info.rows)
     identity = {"stage": "dedup", "input": os.path.abspath(params.manifest), "file": info.identity, "chunk_rows": size}
+    from imgnet_tools.execute.ray_executor import check_shared_folders
+
+    check_shared_folders([Path(params.manifest).resolve().parent, out_dir], params.executor_params())
     job = ChunkJob(functools.partial(hash_items, params.decode_timeout), lost_hash, join_hashes)
     try:
         with work_folder(params.manifest, "dedup", identity) as store:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,17 @@ def _ray() -> Any:
 
 
 def connect(params: ExecutorParams) -> bool:
-    """Initialise Ray unless it already is; return True when we started it here."""
+    """Initialise Ray unless it already is; return True when we initialised it here. ``auto``
+    joins a cluster running on this node (``ray start``) when there is one, else starts one."""
     ray = _ray()
     if ray.is_initialized():
         return False
+    if params.address == "auto":
+        try:
+            ray.init(address="auto", log_to_driver=False)
+            return True
+        except ConnectionError:
+            pass  # none running: start one here
     address = None if params.address in (None, "auto", "local") else params.address
     try:
         if address is None:
@@ -114,6 +121,32 @@ def _write_probe(target: str) -> str:
     return socket.gethostname()
 
 
+def check_shared_folders(folders: "Iterable[str | os.PathLike[str] | None]", params: ExecutorParams) -> None:
+    """Before a stage runs on a Ray cluster it joins (``--address``), check that each folder it
+    writes is shared with the cluster's nodes (:func:`check_shared_folder`). A Ray this run starts
+    on this machine (no ``--address``, or ``auto`` with none running) needs no check."""
+    if params.executor != "ray" or params.address in (None, "local"):
+        return
+    ray = _ray()
+    if ray.is_initialized():
+        joined = False
+    elif params.address == "auto":
+        try:
+            ray.init(address="auto", log_to_driver=False)
+        except ConnectionError:
+            return  # none running: the stage starts its own Ray, on this machine
+        joined = True
+    else:
+        joined = connect(params)
+    try:
+        for folder in folders:
+            if folder is not None:
+                _probe(Path(folder))
+    finally:
+        if joined:
+            ray.shutdown()
+
+
 def check_shared_folder(folder: str | os.PathLike[str], params: ExecutorParams) -> None:
     """Refuse an output folder that Ray's workers cannot share with this process.
 
@@ -123,19 +156,25 @@ def check_shared_folder(folder: str | os.PathLike[str], params: ExecutorParams) 
     ray = _ray()
     started = connect(params)
     try:
-        folder = Path(folder).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".imgnet-probe-{uuid.uuid4().hex}"
-        try:
-            host = ray.get(ray.remote(num_cpus=1, max_retries=0)(_write_probe).remote(str(probe)), timeout=120)
-        except ray.exceptions.RayTaskError as exc:
-            raise InputError(f"a Ray worker cannot write to {folder}: {exc.cause}; put --out on a file system "
-                             "every node mounts at the same path.") from None
-        if not probe.is_file():
-            raise InputError(f"{folder} is not shared with the Ray cluster: a worker on {host} wrote a probe file "
-                             "there that this machine cannot see; put --out on a shared file system (NFS, Lustre, "
-                             "a FUSE mount of object storage) mounted at the same path on every node.")
-        probe.unlink(missing_ok=True)
+        _probe(Path(folder))
     finally:
         if started:
             ray.shutdown()
+
+
+def _probe(folder: Path) -> None:
+    """The probe of :func:`check_shared_folder`, on the Ray this process is connected to."""
+    ray = _ray()
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".imgnet-probe-{uuid.uuid4().hex}"
+    try:
+        host = ray.get(ray.remote(num_cpus=1, max_retries=0)(_write_probe).remote(str(probe)), timeout=120)
+    except ray.exceptions.RayTaskError as exc:
+        raise InputError(f"a Ray worker cannot write to {folder}: {exc.cause}; put --out on a file system "
+                         "every node mounts at the same path.") from None
+    if not probe.is_file():
+        raise InputError(f"{folder} is not shared with the Ray cluster: a worker on {host} wrote a probe file "
+                         "there that this machine cannot see; put --out on a shared file system (NFS, Lustre, "
+                         "a FUSE mount of object storage) mounted at the same path on every node.")
+    probe.unlink(missing_ok=True)

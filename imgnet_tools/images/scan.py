@@ -121,8 +121,11 @@ def scan(params: ScanParams, progress: Callable[[int], None] | None = None) -> S
     """Find, probe and label every candidate file; write ``OUT/manifest.parquet`` atomically."""
     from imgnet_tools.manifest.parts import digest, remove_work, work_folder
 
+    from imgnet_tools.execute.ray_executor import check_shared_folders
+
     layout, classes = _inputs(params)
     target = params.manifest()
+    check_shared_folders([target.parent], params.executor_params())  # on a cluster it joins: --out is shared
     size = params.chunk_rows or DEFAULT_CHUNK
     job = ChunkJob(probe_items, lost_probe, join_probes)
     resumed = 0

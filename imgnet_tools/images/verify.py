@@ -160,6 +160,9 @@ def verify(params: VerifyParams, progress: Callable[[int], None] | None = None) 
     identity = {"stage": "verify", "input": os.path.abspath(params.manifest), "file": info.identity,
                 "policy": settings.policy.describe(), "fix": fix_dir, "quality": params.fix_quality, "chunk_rows": size}
     target = params.target()
+    from imgnet_tools.execute.ray_executor import check_shared_folders
+
+    check_shared_folders([Path(target).parent, fix_dir], params.executor_params())  # workers write fixed copies
     job = ChunkJob(functools.partial(verify_items, settings), functools.partial(lost_item, settings), join_tables)
     with work_folder(target, "verify", identity) as store:
         chunks = _plan(params.manifest, size, settings.policy.describe(), fix_dir, digest(identity), progress)

@@ -130,10 +130,9 @@ def shard(params: ShardParams, progress: Callable[[int], None] | None = None) ->
 
     table_info(params.manifest, "manifest")  # a clear error before anything starts
     executor = ExecutorParams(params.executor, params.address, shard_workers(params))
-    if params.executor == "ray" and params.address not in (None, "auto", "local"):
-        from imgnet_tools.execute.ray_executor import check_shared_folder
+    from imgnet_tools.execute.ray_executor import check_shared_folders
 
-        check_shared_folder(params.out, executor)
+    check_shared_folders([params.out], executor)  # on a cluster it joins: workers write the shards there
     with warm_pool(write_shard, executor) as warm:  # the worker processes start while we read and plan
         return _shard(params, executor, warm, progress)
 

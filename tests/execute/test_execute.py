@@ -255,3 +255,29 @@ def test_a_folder_the_cluster_shares_passes_the_probe(ray_session, tmp_path: Pat
 
     check_shared_folder(tmp_path / "out", ExecutorParams(executor="ray"))
     assert list((tmp_path / "out").iterdir()) == []  # the probe is removed
+
+
+@pytest.mark.slow
+def test_every_stage_on_a_joined_ray_probes_its_folders_and_leaves_no_probe(ray_session, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan, verify (with --fix), dedup and shard on a Ray they join (``--address auto``) each check
+    that the folders their workers write are shared, and remove the probe files."""
+    from imgnet_tools.dedup.run import DedupParams, dedup
+    from imgnet_tools.execute import ray_executor
+    from imgnet_tools.images.scan import ScanParams, scan
+    from imgnet_tools.images.verify import VerifyParams, verify
+    from imgnet_tools.shards.write import ShardParams, shard
+    from tests import imagegen
+
+    probed: list[Path] = []
+    real_probe = ray_executor._probe
+    monkeypatch.setattr(ray_executor, "_probe", lambda folder: (probed.append(folder.resolve()), real_probe(folder)))
+    imagegen.make_imagefolder(tmp_path / "src" / "train", ["n01440764", "n01443537"], per_class=3)
+    ray = dict(executor="ray", address="auto")
+    work, manifest = tmp_path / "work", tmp_path / "work" / "manifest.parquet"
+    scan(ScanParams(src=(str(tmp_path / "src"),), out=str(work), **ray))
+    verify(VerifyParams(manifest=str(manifest), fix=str(tmp_path / "fixed"), **ray))
+    dedup(DedupParams(manifest=str(manifest), **ray))
+    shard(ShardParams(manifest=str(manifest), out=str(tmp_path / "shards"), size=4, **ray))
+    assert set(probed) >= {work.resolve(), (tmp_path / "fixed").resolve(), (tmp_path / "shards").resolve()}
+    assert not [p for p in tmp_path.rglob(".imgnet-probe-*")]
