@@ -23,7 +23,6 @@ from imgnet_tools.votes.export import EXPORT_FORMATS, BatchSpec, ExportResult, c
 from imgnet_tools.votes.gold import Gold, load_gold
 from imgnet_tools.votes.questions import ManifestQuestions, read_manifest, read_questions_file
 from imgnet_tools.votes.synsets import find_synsets
-from imgnet_tools.votes.workers import WorkerPolicy
 
 BATCH_PREFIX = "batch-"
 

@@ -33,7 +33,6 @@ from imgnet_tools.errors import InputError, SchemaError
 from imgnet_tools.manifest.atomic import atomic_write_text
 from imgnet_tools.manifest.schemas import format_version, validate_json
 from imgnet_tools.votes.aggregate import Consensus, ConsensusOptions, policy_of
-from imgnet_tools.votes.workers import WorkerPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
