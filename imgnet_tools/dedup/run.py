@@ -371,11 +371,15 @@ def _edges(cols: _Columns, cand: "np.ndarray", threshold: int, threads: int) -> 
         new_group = np.ones(len(order), dtype=bool)
         new_group[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
         first = order[np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))]
-        left.append(with_sha[first])
-        right.append(with_sha[order])
+        linked = first != order  # a row's link to itself is no edge (and 16 bytes a row)
+        left.append(with_sha[first[linked]])
+        right.append(with_sha[order[linked]])
     values, first_p, inv = np.unique(cols.phash[cand], return_index=True, return_inverse=True)
-    left.append(first_p[inv])
-    right.append(np.arange(len(cand)))
+    to_first = first_p[inv]
+    linked = np.flatnonzero(to_first != np.arange(len(cand)))
+    left.append(to_first[linked])
+    right.append(linked)
+    del to_first, inv
     i, j = near_pairs(values, threshold, threads=threads)
     left.append(first_p[i])
     right.append(first_p[j])
