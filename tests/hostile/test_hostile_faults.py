@@ -176,18 +176,23 @@ def test_kill_9_the_driver_at_random_points_then_resume(stage: str, tree: Path, 
 
 # --- kill -9 a worker -------------------------------------------------------------------------------
 
-def test_kill_9_workers_during_verify(reference: dict[str, Any], tmp_path: Path) -> None:
-    shutil.copytree(reference["scan"].parent, tmp_path / "work")
+@pytest.mark.parametrize("stage", ["verify", "scan"])
+def test_kill_9_workers_then_the_run_ends_as_an_uninterrupted_one(stage: str, tree: Path, reference: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
     output = tmp_path / "work" / "manifest.parquet"
-    args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
+    if stage == "verify":
+        shutil.copytree(reference["scan"].parent, tmp_path / "work")
+        args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
+    else:
+        args = ["scan", str(tree), "--out", "work", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
     proc = subprocess.Popen([IMGNET, *args], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    rng = random.Random("kill-worker")
+    rng = random.Random(f"kill-worker-{stage}")
     targets = sorted(rng.sample(range(2, reference["chunks"] - 4), 3))
     killed: list[int] = []
     start = time.monotonic()
     while proc.poll() is None and targets and time.monotonic() - start < 120:
-        if _parts(output, "verify") >= targets[0]:
+        if _parts(output, stage) >= targets[0]:
             workers = [p for p, depth in descendants(proc.pid).items() if depth >= 2 and p not in killed]
             if workers:
                 victim = rng.choice(sorted(workers))
@@ -200,7 +205,7 @@ def test_kill_9_workers_during_verify(reference: dict[str, Any], tmp_path: Path)
     assert len(killed) >= 2, "the run ended before the workers could be killed"
     result = json.loads(out)
     assert "crashed_decoder" not in result["reasons"]  # a worker that dies once: its chunk is retried
-    _same(output, reference["verify"])
+    _same(output, reference[stage])
 
 
 # --- a full disk ------------------------------------------------------------------------------------
