@@ -190,6 +190,7 @@ def collect(params: CollectParams, progress: Callable[[int], None] | None = None
     ``tally(snapshot)``: once the plan is known and after every chunk, ``{"rows", "done",
     "tried", "status", "reasons"}`` (counts of this run), for a display with rates and failures."""
     from imgnet_tools.collect.assemble import summarize
+    from imgnet_tools.execute.ray_executor import check_shared_folders
 
     paths = check_inputs(params.urls)
     out = Path(os.path.abspath(params.out))
@@ -200,8 +201,6 @@ def collect(params: CollectParams, progress: Callable[[int], None] | None = None
     finished = record is not None and record["complete"] and record["fingerprint"] == fp and (out / MANIFEST).is_file()
     if not finished:
         _refuse_other(params, record, fp, out)
-        from imgnet_tools.execute.ray_executor import check_shared_folders
-
         check_shared_folders([out], params.executor_params())  # workers store the images there
         record = _plan_pass(params, paths, out, fp, facts, totals, progress, tally)
     assert record is not None

@@ -25,9 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imgnet_tools.errors import SchemaError
 from imgnet_tools.manifest.atomic import atomic_write_text
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 
 MANIFEST = "manifest.parquet"
 STATE = "_state"
@@ -70,13 +69,7 @@ def file_digest(path: str | os.PathLike[str] | None) -> str | None:
 
 def read_run(out: Path) -> dict[str, Any] | None:
     """The run record, or None when there is none (or it is unreadable, or of an older format)."""
-    path = out / STATE / RUN
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, "collect_run", str(path))
-    except (OSError, ValueError, SchemaError):
-        return None
-    return doc
+    return read_valid_json(out / STATE / RUN, "collect_run")
 
 
 def write_run(out: Path, doc: dict[str, Any]) -> None:

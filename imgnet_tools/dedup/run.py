@@ -555,6 +555,7 @@ def _report(manifest: str, size: int, rows: "np.ndarray", path: Path, name: str)
 
 def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) -> DedupResult:
     """Run the dedup stage on ``params.manifest``; ``progress(n)`` is called as n images are hashed."""
+    from imgnet_tools.execute.ray_executor import check_shared_folders
     from imgnet_tools.manifest.atomic import atomic_write_text
     from imgnet_tools.manifest.parts import digest, remove_work, work_folder
     from imgnet_tools.manifest.schemas import format_version, validate_json
@@ -566,8 +567,6 @@ def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) ->
     result = DedupResult(str(Path(params.manifest).resolve()), str(out_dir.resolve()), params.threshold,
                          params.scope, rows=info.rows)
     identity = {"stage": "dedup", "input": os.path.abspath(params.manifest), "file": info.identity, "chunk_rows": size}
-    from imgnet_tools.execute.ray_executor import check_shared_folders
-
     check_shared_folders([Path(params.manifest).resolve().parent, out_dir], params.executor_params())
     job = ChunkJob(functools.partial(hash_items, params.decode_timeout), lost_hash, join_hashes)
     try:

@@ -273,7 +273,6 @@ def make_demo(params: DemoParams, progress: Callable[[int], None] | None = None)
 
     Refuses a non-empty ``out`` that is not such a run unless ``params.overwrite``.
     """
-    params.check()
     wnids = [w for w, _ in DEMO_WNIDS[: params.classes]]
     doc = _existing(params)
     if doc is not None and not params.overwrite:

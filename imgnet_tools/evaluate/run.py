@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
-from imgnet_tools.errors import InputError, OutputExistsError, SchemaError
+from imgnet_tools.errors import InputError, OutputExistsError
 from imgnet_tools.evaluate import devkit
 from imgnet_tools.evaluate.metrics import NO_GUESS, TOP_K, Scores, confused_pairs, per_class, score
 from imgnet_tools.evaluate.predictions import FORMATS, Predictions, Token, read_predictions
 from imgnet_tools.evaluate.truth import ClassSpace, Truth, classes_from_file, from_devkit, from_manifest
 from imgnet_tools.manifest.atomic import atomic_write_text
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -335,10 +335,8 @@ def outputs_complete(params: EvalParams) -> bool:
     """True when ``params.out`` is a valid report of these parameters over unchanged inputs."""
     if not params.out or not os.path.isfile(params.out):
         return False
-    try:
-        doc = json.loads(Path(params.out).read_text(encoding="utf-8"))
-        validate_json(doc, SCHEMA, params.out)
-    except (OSError, ValueError, SchemaError):
+    doc = read_valid_json(params.out, SCHEMA)
+    if doc is None:
         return False
     asked = {k: v for k, v in asdict(params).items() if k != "overwrite"}
     same = all(doc["params"].get(k) == v for k, v in asked.items())

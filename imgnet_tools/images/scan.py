@@ -33,7 +33,7 @@ from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.images import keys as keymod
 from imgnet_tools.images.check import REASON_ORDER
 from imgnet_tools.images.sniff import HEAD_BYTES, sniff_format
-from imgnet_tools.images.sources import Candidate, Layout, class_names, discover, read_val_labels
+from imgnet_tools.images.sources import Layout, class_names, discover, read_val_labels
 from imgnet_tools.synsets.classlists import ClassList, derive_classes, is_wnid, load_classes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,9 +119,8 @@ class ScanResult:
 
 def scan(params: ScanParams, progress: Callable[[int], None] | None = None) -> ScanResult:
     """Find, probe and label every candidate file; write ``OUT/manifest.parquet`` atomically."""
-    from imgnet_tools.manifest.parts import digest, remove_work, work_folder
-
     from imgnet_tools.execute.ray_executor import check_shared_folders
+    from imgnet_tools.manifest.parts import digest, remove_work, work_folder
 
     layout, classes = _inputs(params)
     target = params.manifest()

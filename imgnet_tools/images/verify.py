@@ -148,6 +148,7 @@ Item = tuple[int, str, str, "str | None", bool, "int | None", "int | None", str,
 
 def verify(params: VerifyParams, progress: Callable[[int], None] | None = None) -> VerifyResult:
     """Verify every row that needs it and write the manifest (chunk by chunk, resumable)."""
+    from imgnet_tools.execute.ray_executor import check_shared_folders
     from imgnet_tools.manifest.parts import digest, remove_work, work_folder
     from imgnet_tools.manifest.stream import chunk_rows_for, table_info
 
@@ -160,9 +161,7 @@ def verify(params: VerifyParams, progress: Callable[[int], None] | None = None) 
     identity = {"stage": "verify", "input": os.path.abspath(params.manifest), "file": info.identity,
                 "policy": settings.policy.describe(), "fix": fix_dir, "quality": params.fix_quality, "chunk_rows": size}
     target = params.target()
-    from imgnet_tools.execute.ray_executor import check_shared_folders
-
-    check_shared_folders([Path(target).parent, fix_dir], params.executor_params())  # workers write fixed copies
+    check_shared_folders([target.parent, fix_dir], params.executor_params())  # workers write fixed copies
     job = ChunkJob(functools.partial(verify_items, settings), functools.partial(lost_item, settings), join_tables)
     with work_folder(target, "verify", identity) as store:
         chunks = _plan(params.manifest, size, settings.policy.describe(), fix_dir, digest(identity), progress)

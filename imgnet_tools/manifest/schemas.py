@@ -103,6 +103,19 @@ def validate_json(doc: Mapping[str, Any], name: str, where: str = "document") ->
     check_version(name, doc.get("format_version"), where)
 
 
+def read_valid_json(path: str | Path, name: str) -> dict[str, Any] | None:
+    """The JSON document at ``path`` when it is an object following schema ``name``; None when it is
+    missing, unreadable or does not follow it (a record of a partial or foreign run: redo the work)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            return None
+        validate_json(doc, name, str(path))
+    except (OSError, ValueError, SchemaError):
+        return None
+    return doc
+
+
 def validate_text(path: str | Path, name: str) -> int:
     """Check every line of a text artifact against its ``line_pattern``; return the line count."""
     schema = load_schema(name)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from imgnet_tools import __version__
-from imgnet_tools.errors import InputError, OutputExistsError, SchemaError
+from imgnet_tools.errors import InputError, OutputExistsError
 from imgnet_tools.manifest.atomic import atomic_output_dir
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 from imgnet_tools.report.collect import RunData, collect, fingerprint
 from imgnet_tools.report.sections import SECTIONS, Section, _table
 
@@ -112,10 +112,8 @@ def outputs_complete(params: ReportParams) -> bool:
     path = params.out_dir() / REPORT_JSON
     if not path.is_file() or not (params.out_dir() / REPORT_HTML).is_file() or not params.dir.is_dir():
         return False
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, "report", str(path))
-    except (OSError, ValueError, SchemaError):
+    doc = read_valid_json(path, "report")
+    if doc is None:
         return False
     if doc["params"] != {"max_clusters": params.max_clusters}:
         return False

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from imgnet_tools.errors import SchemaError
 from imgnet_tools.manifest.atomic import TMP_PREFIX
-from imgnet_tools.manifest.schemas import validate_json
+from imgnet_tools.manifest.schemas import read_valid_json, validate_json
 
 RUN_RECORD = "run.json"
 MANIFEST = "manifest.parquet"
@@ -181,12 +181,7 @@ def discover(root: Path) -> tuple[dict[str, Any] | None, dict[str, Path]]:
 
 def _valid_doc(path: Path, schema: str) -> dict[str, Any] | None:
     """The JSON document at ``path`` when it follows ``schema``, else None."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, schema, str(path))
-    except (OSError, ValueError, SchemaError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return read_valid_json(path, schema)
 
 
 def learning_kinds(files: list[Path]) -> dict[str, list[Path]]:

@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from imgnet_tools.errors import LockedError, OutputExistsError, SchemaError
+from imgnet_tools.errors import LockedError, OutputExistsError
 from imgnet_tools.manifest.atomic import TMP_PREFIX, atomic_write_text
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json
 
 LOCK_NAME = ".lock"
 STATE_DIR = "_state"
@@ -51,12 +51,7 @@ def dump_json(doc: dict[str, Any]) -> str:
 
 def read_json(path: Path, schema: str) -> dict[str, Any] | None:
     """A validated JSON artifact, or ``None`` when it is missing or unreadable (a partial run)."""
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, schema, str(path))
-    except (OSError, ValueError, SchemaError):
-        return None
-    return doc
+    return read_valid_json(path, schema)
 
 
 def _ours(out: Path) -> list[Path]:

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from imgnet_tools import __version__
-from imgnet_tools.errors import ImgnetError, InputError, OutputExistsError, SchemaError
+from imgnet_tools.errors import ImgnetError, InputError, OutputExistsError
 from imgnet_tools.manifest.atomic import atomic_write_text
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -398,10 +398,8 @@ def outputs_complete(params: TrainParams) -> bool:
     record = record_path(params.out)
     if params.overwrite or not Path(params.out).is_file() or not record.is_file():
         return False
-    try:
-        doc = json.loads(record.read_text(encoding="utf-8"))
-        validate_json(doc, RECORD, str(record))
-    except (OSError, ValueError, SchemaError):
+    doc = read_valid_json(record, RECORD)
+    if doc is None:
         return False
     meta = doc["meta"]
     same = all(meta["identity"].get(k) == getattr(params, k) for k in RESUME_KEYS if k != "image_size")

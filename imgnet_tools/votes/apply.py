@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from imgnet_tools import __version__
-from imgnet_tools.errors import InputError, SchemaError
+from imgnet_tools.errors import InputError
 from imgnet_tools.manifest.atomic import atomic_write_text
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 from imgnet_tools.votes.aggregate import Consensus, ConsensusOptions, policy_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,10 +230,8 @@ def outputs_complete(params: ApplyParams, require_complete: bool = False) -> boo
     path = params.record_path()
     if not path.is_file() or not params.target().is_file() or not Path(params.votes).is_file():
         return False
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, "votes_apply", str(path))
-    except (OSError, ValueError, SchemaError):
+    doc = read_valid_json(path, "votes_apply")
+    if doc is None:
         return False
     if doc["params"] != params.recorded() or (require_complete and not doc["complete"]):
         return False

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 from imgnet_tools import __version__
 from imgnet_tools.errors import InputError
 from imgnet_tools.manifest.atomic import atomic_output_dir
-from imgnet_tools.manifest.schemas import format_version, validate_json
+from imgnet_tools.manifest.schemas import format_version, read_valid_json, validate_json
 from imgnet_tools.votes import label_studio, mturk, page
 from imgnet_tools.votes.gold import Gold, load_gold, write_gold
 from imgnet_tools.votes.questions import ManifestQuestions, read_manifest, read_questions_file
@@ -168,15 +168,7 @@ def _record(spec: BatchSpec, result: ExportResult) -> dict[str, Any]:
 
 def read_batch(folder: Path) -> dict[str, Any] | None:
     """A batch folder's valid record, or None."""
-    from imgnet_tools.errors import SchemaError
-
-    path = folder / BATCH_FILE
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        validate_json(doc, "votes_batch", str(path))
-    except (OSError, ValueError, SchemaError):
-        return None
-    return doc
+    return read_valid_json(folder / BATCH_FILE, "votes_batch")
 
 
 def gold_for(mq: ManifestQuestions, files: Iterable[str]) -> Gold:
