@@ -30,6 +30,7 @@ from typing import Any, Callable
 import pyarrow.parquet as pq
 import pytest
 
+from imgnet_tools.manifest.parquet import read_table
 from imgnet_tools.manifest.parts import work_path
 from imgnet_tools.manifest.stream import table_info
 from tests import imagegen
@@ -77,6 +78,17 @@ def reference(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     assert proc.returncode == 0, proc.stderr
     return {"scan": base / "scan" / "manifest.parquet", "verify": base / "verify" / "manifest.parquet",
             "chunks": -(-table_info(base / "scan" / "manifest.parquet", "manifest").rows // int(CHUNK))}
+
+
+def _stage_run(stage: str, tree: Path, reference: dict[str, Any], tmp_path: Path) -> tuple[list[str], Path]:
+    """The command line of a faulted ``stage`` run in ``tmp_path`` and the manifest it writes (verify
+    starts from a copy of the reference scan)."""
+    if stage == "verify":
+        shutil.copytree(reference["scan"].parent, tmp_path / "work")
+        args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
+    else:
+        args = ["scan", str(tree), "--out", "work", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
+    return args, tmp_path / "work" / "manifest.parquet"
 
 
 # --- processes --------------------------------------------------------------------------------------
@@ -152,12 +164,7 @@ def _same(got: Path, want: Path) -> None:
 def test_kill_9_the_driver_at_random_points_then_resume(stage: str, tree: Path, reference: dict[str, Any],
                                                         tmp_path: Path) -> None:
     rng = random.Random(f"kill-driver-{stage}")
-    if stage == "verify":
-        shutil.copytree(reference["scan"].parent, tmp_path / "work")
-        args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
-    else:
-        args = ["scan", str(tree), "--out", "work", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
-    output = tmp_path / "work" / "manifest.parquet"
+    args, output = _stage_run(stage, tree, reference, tmp_path)
     total = reference["chunks"]
     points = sorted(rng.sample(range(1, total - 1), 3))
     for parts in points:  # after a random number of committed chunks, each resumed run killed later on
@@ -179,12 +186,7 @@ def test_kill_9_the_driver_at_random_points_then_resume(stage: str, tree: Path, 
 @pytest.mark.parametrize("stage", ["verify", "scan"])
 def test_kill_9_workers_then_the_run_ends_as_an_uninterrupted_one(stage: str, tree: Path, reference: dict[str, Any],
                                                                   tmp_path: Path) -> None:
-    output = tmp_path / "work" / "manifest.parquet"
-    if stage == "verify":
-        shutil.copytree(reference["scan"].parent, tmp_path / "work")
-        args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
-    else:
-        args = ["scan", str(tree), "--out", "work", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
+    args, output = _stage_run(stage, tree, reference, tmp_path)
     proc = subprocess.Popen([IMGNET, *args], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     rng = random.Random(f"kill-worker-{stage}")
@@ -224,12 +226,7 @@ def test_full_disk_is_one_line_exit_1_and_resumes(stage: str, where: str, tree: 
     want = reference[stage]
     # parts: the first chunk's commit fails; manifest: every chunk fits, the manifest does not
     limit = 600 if where == "parts" else want.stat().st_size // 2
-    if stage == "verify":
-        shutil.copytree(reference["scan"].parent, tmp_path / "work")
-        args = ["verify", "work/manifest.parquet", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
-    else:
-        args = ["scan", str(tree), "--out", "work", "--chunk-rows", CHUNK, "--workers", "2", "-q", "--json"]
-    output = tmp_path / "work" / "manifest.parquet"
+    args, output = _stage_run(stage, tree, reference, tmp_path)
     proc = _run(args, tmp_path, preexec=_file_size_limit(limit))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -263,3 +260,121 @@ def test_full_disk_while_a_worker_writes_a_fixed_copy(tmp_path: Path) -> None:
     assert not list((tmp_path / "fixed").iterdir())  # no half-written copy
     proc = _run(args, tmp_path)
     assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == {"fixed": 1}, proc.stderr
+
+
+# --- a decoder that crashes, hangs or raises --------------------------------------------------------
+
+PLANTED_DECODER = '''
+"""Fault injection for one test: every Python process started with this folder on PYTHONPATH
+(the CLI, the pool's fork server and its workers) gets a decoder that misbehaves on three files."""
+import os, signal, time
+
+import imgnet_tools.images.verify as verify
+
+_real = verify._verify_file
+
+
+def _planted(path, fix_to, settings):
+    name = os.path.basename(path)
+    if name.startswith("segfault__"):
+        os.kill(os.getpid(), signal.SIGSEGV)  # the worker dies, as in a C decoder's crash
+    if name.startswith("hang__"):
+        time.sleep(60)  # past --decode-timeout
+    if name.startswith("raise__"):
+        raise ZeroDivisionError("planted in the decoder")
+    return _real(path, fix_to, settings)
+
+
+verify._verify_file = _planted
+
+import imgnet_tools.images.phash as phash
+
+_real_hash = phash.hash_one
+
+
+def _planted_hash(task):
+    name = os.path.basename(task.path)
+    if name.startswith("dedup_segfault__"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if name.startswith("dedup_hang__"):
+        time.sleep(60)
+    if name.startswith("dedup_raise__"):
+        raise ZeroDivisionError("planted in the hash")
+    return _real_hash(task)
+
+
+phash.hash_one = _planted_hash
+
+import imgnet_tools.shards.transform as transform
+
+_real_encode = transform.encode
+
+
+def _planted_encode(data, params):
+    marker = data[-40:]  # the test appends the marker after the JPEG's end
+    if b"shard_segfault" in marker:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if b"shard_hang" in marker:
+        time.sleep(60)
+    if b"shard_raise" in marker:
+        raise ZeroDivisionError("planted in the encoder")
+    return _real_encode(data, params)
+
+
+transform.encode = _planted_encode
+'''
+
+
+def test_a_decoder_that_crashes_hangs_or_raises_costs_one_row_each(tmp_path: Path) -> None:
+    """Issue 13, in verify, dedup's hashing and shard's re-encoding: a worker killed by a file is replaced and the chunk retried; a file that kills it
+    twice is ``crashed_decoder``; a decode past ``--decode-timeout`` is ``timeout``; an unexpected
+    exception is ``internal_error`` with its type and message in ``detail``; every other file is
+    checked as usual and the run ends with exit 0."""
+    src = tmp_path / "src" / "n01440764"
+    src.mkdir(parents=True)
+    for i in range(24):
+        (src / f"img_{i:02d}.jpg").write_bytes(imagegen.jpeg_bytes(i, (64, 48)))
+    for seed, name in enumerate(("segfault__a.jpg", "hang__b.jpg", "raise__c.jpg", "dedup_segfault__d.jpg",
+                                  "dedup_hang__e.jpg", "dedup_raise__f.jpg")):
+        (src / name).write_bytes(imagegen.jpeg_bytes(100 + seed, (64, 48)))
+    for seed, name in enumerate(("shard_segfault", "shard_hang", "shard_raise")):  # bytes after the JPEG's end
+        (src / f"{name}__g{seed}.jpg").write_bytes(imagegen.jpeg_bytes(200 + seed, (64, 48)) + name.encode())
+    before = imagegen.tree_hashes(tmp_path / "src")
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(PLANTED_DECODER)
+    assert _run(["scan", str(tmp_path / "src"), "--out", "work", "-q"], tmp_path).returncode == 0
+    env = {**_env(tmp_path), "PYTHONPATH": os.pathsep.join([str(inject), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([IMGNET, "verify", "work/manifest.parquet", "--chunk-rows", "9", "--workers", "2",
+                           "--decode-timeout", "2", "-q", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = {Path(r["path"]).name: r for r in read_table(tmp_path / "work" / "manifest.parquet", "manifest").to_pylist()}
+    assert (rows["segfault__a.jpg"]["status"], rows["segfault__a.jpg"]["reason"]) == ("rejected", "crashed_decoder")
+    assert (rows["hang__b.jpg"]["status"], rows["hang__b.jpg"]["reason"]) == ("rejected", "timeout")
+    assert (rows["raise__c.jpg"]["status"], rows["raise__c.jpg"]["reason"]) == ("rejected", "internal_error")
+    assert rows["raise__c.jpg"]["detail"] == "ZeroDivisionError: planted in the decoder"
+    assert all(rows[f"img_{i:02d}.jpg"]["status"] == "ok" for i in range(24))
+    assert all(rows[f"dedup_{n}"]["status"] == "ok" for n in ("segfault__d.jpg", "hang__e.jpg", "raise__f.jpg"))
+    result = json.loads(proc.stdout)
+    assert all(result["reasons"].get(r) == 1 for r in ("crashed_decoder", "timeout", "internal_error")), result
+    proc = subprocess.run([IMGNET, "dedup", "work/manifest.parquet", "--chunk-rows", "9", "--workers", "2",
+                           "--decode-timeout", "2", "-q", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {Path(r["path"]).name: r for r in read_table(tmp_path / "work" / "manifest.parquet", "manifest").to_pylist()}
+    for name, reason in (("dedup_segfault__d.jpg", "crashed_decoder"), ("dedup_hang__e.jpg", "timeout"),
+                         ("dedup_raise__f.jpg", "internal_error")):
+        assert (rows[name]["status"], rows[name]["reason"]) == ("rejected", reason), rows[name]
+    assert rows["dedup_raise__f.jpg"]["detail"] == "ZeroDivisionError: planted in the hash"
+    assert all(rows[f"img_{i:02d}.jpg"]["status"] == "ok" for i in range(24))
+    proc = subprocess.run([IMGNET, "shard", "work/manifest.parquet", "--out", "shards", "--size", "8",
+                           "--resize-short", "32", "--workers", "2", "--decode-timeout", "2", "-q", "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    failed = {f["key"].split("__")[0].rsplit("-", 1)[-1]: f["reason"] for f in json.loads(proc.stdout)["failed"]}
+    assert failed.keys() == {"shard_segfault", "shard_hang", "shard_raise"}, failed
+    assert failed["shard_segfault"].startswith("crashed_decoder") and failed["shard_hang"].startswith("timeout")
+    assert failed["shard_raise"] == "undecodable: ZeroDivisionError: planted in the encoder"
+    assert imagegen.tree_hashes(tmp_path / "src") == before
