@@ -1,6 +1,7 @@
 """Scale: scan -> verify -> dedup -> shard on generated pools of N real JPEGs, and a 14.2M-row simulation.
 
-``python -m benchmarks scale [--sizes 10000,100000] [--ray] [--ray-sizes 10000] [--simulate ROWS[,ROWS]] [--json OUT]``
+``python -m benchmarks scale [--sizes 10000,100000] [--stages scan,verify,dedup,shard] [--ray] [--ray-sizes 10000]
+[--simulate ROWS[,ROWS]] [--json OUT]``
 
 Real part: for each N a cached pool of N distinct small JPEGs (``scale_tools.ensure_pool``,
 untimed) goes through the four stages as the user runs them, ``imgnet`` subprocesses with
@@ -9,7 +10,9 @@ driver, of the largest worker and of the whole process tree (``/proc`` sampled e
 from the kernel's VmHWM). ``--ray`` runs the same stages with ``--executor ray --workers 2`` at
 ``--ray-sizes``. Goals (issue 12): driver peak at the largest N <= 1.5x that at the reference N
 (100k, or the smallest N when 100k is the largest) and <= 1.5 GiB; rows/s at the largest N >=
-0.9x the reference's; Ray >= 0.8x the local pool.
+0.9x the reference's; Ray >= 0.8x the local pool. ``--stages`` measures only the stages named: the
+stages before the first one named run untimed once to make its input, which is kept
+(``CACHE/runs/input-N-EXECUTOR-STAGE/``) and reused by later runs (e.g. ``--stages shard``).
 
 Simulated part (``--simulate ROWS``): a synthetic manifest (no files; planted exact and near
 duplicates; written untimed, cached) through dedup's real global step (``dedup.run._load`` into
@@ -115,23 +118,48 @@ def stage_commands(pool: Path, run: Path, executor: str) -> dict[str, list[str]]
             "shard": [imgnet, "shard", manifest, "--out", str(run / "shards"), *exe]}
 
 
-def run_size(n: int, executor: str) -> dict[str, Any]:
-    """The four stages on the pool of ``n`` images, from scratch; per-stage measurements."""
+def run_size(n: int, executor: str, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+    """The stages ``stages`` on the pool of ``n`` images (from scratch, or from the kept input of the
+    first one named: :func:`prepared_input`); per-stage measurements."""
     pool = tools.ensure_pool(n, log=log)
     run = tools.CACHE / "runs" / f"{n}-{executor}"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    stages = {}
+    first = min(STAGES.index(s) for s in stages)
+    if first:
+        shutil.copy2(prepared_input(pool, n, executor, STAGES[first]) / "manifest.parquet", run / "manifest.parquet")
+    measured = {}
     for stage, cmd in stage_commands(pool, run, executor).items():
+        if stage not in stages:
+            continue
         log(f"{executor} N={n}: {stage} ...")
         got = measure(cmd, f"{stage} N={n}")
         got["rows_per_s"] = round(n / got["wall_s"], 1)
         got["output"] = _brief(stage, got["output"])
-        stages[stage] = got
+        measured[stage] = got
         log(f"  {stage}: {got['wall_s']} s, {got['rows_per_s']} rows/s, driver {got['driver_peak_mib']} MiB, "
             f"worker {got['worker_peak_mib']} MiB, sum {got['sum_peak_mib']} MiB")
     shutil.rmtree(run, ignore_errors=True)
-    return {"n": n, "executor": executor, "stages": stages}
+    return {"n": n, "executor": executor, "stages": measured}
+
+
+def prepared_input(pool: Path, n: int, executor: str, stage: str) -> Path:
+    """A folder whose manifest.parquet is the input of ``stage`` on the pool of ``n`` images: made
+    once by running the stages before it (untimed), then kept."""
+    folder = tools.CACHE / "runs" / f"input-{n}-{executor}-{stage}"
+    if (folder / "manifest.parquet").is_file():
+        return folder
+    work = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name, cmd in stage_commands(pool, work, executor).items():
+        if name == stage:
+            break
+        log(f"{executor} N={n}: {name} (untimed, input of {stage}) ...")
+        measure(cmd, f"{name} N={n}")
+    shutil.rmtree(folder, ignore_errors=True)
+    work.rename(folder)
+    return folder
 
 
 def _brief(stage: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -201,8 +229,8 @@ def _child_plan(manifest: str, work: str) -> dict[str, Any]:
     t2 = time.perf_counter()
     return {"rows": selection.rows, "select_s": round(t1 - t0, 2), "plan_s": round(t2 - t1, 2), "shards": len(plans),
             "selection_file_mib": round(os.path.getsize(selection.path) / 2**20, 1),
-            "compact_bytes_per_row": round(sum(a.nbytes for a in (selection.split_code, selection.shuffle_hash,
-                                                                   selection.cost, selection.label))
+            "compact_bytes_per_row": round(sum(a.nbytes for a in (selection.split_code, selection.cost,
+                                                                   selection.label))
                                            / max(selection.rows, 1), 1)}
 
 
@@ -239,6 +267,8 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
         big = max(by_n)
         ref = 100_000 if 100_000 in by_n and big > 100_000 else min(by_n)
         for stage in STAGES:
+            if stage not in by_n[big]["stages"] or stage not in by_n[ref]["stages"]:
+                continue
             a, b = by_n[big]["stages"][stage], by_n[ref]["stages"][stage]
             results.append(Result(f"scale {stage} driver peak RSS N={big} vs N={ref}", a["driver_peak_mib"],
                                   b["driver_peak_mib"], "MiB", f"ratio <= {RSS_GOAL_RATIO} and ours <= {RSS_GOAL_MIB:.0f} MiB",
@@ -253,7 +283,7 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
     for ray in rays:
         mine = next((r for r in local if r["n"] == ray["n"]), None)
         if mine is not None:
-            for stage in STAGES:
+            for stage in [s for s in STAGES if s in ray["stages"] and s in mine["stages"]]:
                 theirs = mine["stages"][stage]["rows_per_s"]
                 results.append(Result(f"scale {stage} ray vs local N={ray['n']}", ray["stages"][stage]["rows_per_s"],
                                       theirs, "rows/s", f"ratio >= {RAY_GOAL}", True, {"n": ray["n"]}))
@@ -292,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                     help="pool sizes, comma-separated (0 or empty: no real pools)")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help="stages to measure, comma-separated (the input of the first is made once and kept)")
     ap.add_argument("--ray", action="store_true", help="also run the stages on a local Ray with 2 workers")
     ap.add_argument("--ray-sizes", default="10000", help="pool sizes of the Ray runs, comma-separated")
     ap.add_argument("--simulate", default="", metavar="ROWS[,ROWS]", help="rows of the synthetic manifests")
@@ -306,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip() and int(s) > 0})
     ray_sizes = sorted({int(s) for s in args.ray_sizes.split(",") if s.strip() and int(s) > 0}) if args.ray else []
     sims = sorted({int(s) for s in args.simulate.split(",") if s.strip() and int(s) > 0})
-    report = run_all(sizes, ray_sizes, sims)
+    stages = tuple(s for s in STAGES if s in {x.strip() for x in args.stages.split(",")})
+    unknown = {x.strip() for x in args.stages.split(",")} - set(STAGES)
+    if unknown or not stages:
+        ap.error(f"--stages: choose among {', '.join(STAGES)} (got {args.stages!r})")
+    report = run_all(sizes, ray_sizes, sims, stages)
     target = args.json or tools.CACHE / f"results-{report['date']}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n")
@@ -314,11 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int]) -> dict[str, Any]:
+def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int],
+            stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     """Everything asked for; prints the table and the goals; returns the report."""
     started = time.time()
-    local = [run_size(n, "local") for n in sizes]
-    rays = [run_size(n, "ray") for n in ray_sizes]
+    local = [run_size(n, "local", stages) for n in sizes]
+    rays = [run_size(n, "ray", stages) for n in ray_sizes]
     if rays:
         fixed = ray_fixed_cost()
         log(f"ray fixed cost (start, one task per worker, shutdown): {fixed} s")

@@ -152,7 +152,8 @@ def _sample_schema() -> "pa.Schema":
 
 @dataclass
 class Selection:
-    """What :func:`select_manifest` took: the selection file and compact columns of its rows."""
+    """What :func:`select_manifest` took: the selection file and compact columns of its rows, both
+    in plan order (each split's rows contiguous, splits in name order)."""
 
     path: str
     rows: int
@@ -160,122 +161,293 @@ class Selection:
     fingerprint: str
     split_code: "np.ndarray"   # int16 code into ``splits`` per row
     splits: list[str]
-    shuffle_hash: "np.ndarray"  # uint64, seeded: the order within a split
     cost: "np.ndarray"          # int64 estimated tar bytes per sample
     label: "np.ndarray"         # int64, -1 for none
     wnid_of: dict[int, str | None]
+    shuffled: bool = True       # the order within a split: seeded key hash (True) or manifest order
 
     def samples(self, rows: Sequence[int] | "np.ndarray") -> list[SampleIn]:
         return read_samples(self.path, rows)
 
 
-def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
-                    keep_source_paths: bool = False, chunk_rows: int = 65536) -> Selection:
-    """Read ``manifest`` chunk by chunk, write the rows to shard to ``target`` (Arrow IPC, atomically)
-    and return the compact columns the plan needs (see the module docstring).
+# Rows a record batch of the selection file holds (the last may hold fewer): a worker reads the one
+# or two batches its shard's contiguous rows lie in, about 1 MB each. The fingerprint hashes the
+# file batch by batch, so changing this changes it: bump state.FINGERPRINT_VERSION with it.
+BATCH_ROWS = 4096
+_BATCH_ROWS_KEY = b"imgnet.batch_rows"
+# Rows a bucket of the sorting pass holds at most, on average: the driver sorts one bucket at a time.
+BUCKET_ROWS = 1 << 17
 
-    Raises :class:`InputError` when two taken rows share a key.
+
+class _Columns:
+    """The compact per-row columns of the selection pass, in preallocated numpy arrays (no list of
+    parts, no concatenation copies): room for every manifest row, trimmed at the end."""
+
+    def __init__(self, capacity: int) -> None:
+        import numpy as np
+
+        self.n = 0
+        self.split = np.zeros(capacity, np.int16)
+        self.shuffle = np.zeros(capacity, np.uint64)
+        self.key = np.zeros(capacity, np.uint64)
+        self.cost = np.zeros(capacity, np.int64)
+        self.label = np.zeros(capacity, np.int64)
+
+    def add(self, split: "np.ndarray", shuffle: "np.ndarray", key: "np.ndarray", cost: "np.ndarray",
+            label: "np.ndarray") -> None:
+        a, b = self.n, self.n + len(split)
+        if b > len(self.split):  # the manifest grew while being read: make room
+            for name in ("split", "shuffle", "key", "cost", "label"):
+                old = getattr(self, name)
+                grown = old[:0].copy()
+                grown.resize(max(b, 2 * len(old)), refcheck=False)
+                grown[:a] = old[:a]
+                setattr(self, name, grown)
+        self.split[a:b], self.shuffle[a:b], self.key[a:b], self.cost[a:b], self.label[a:b] = (
+            split, shuffle, key, cost, label)
+        self.n = b
+
+    def trim(self) -> None:
+        for name in ("split", "shuffle", "key", "cost", "label"):
+            getattr(self, name).resize(self.n, refcheck=False)
+
+
+def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
+                    keep_source_paths: bool = False, chunk_rows: int = 16384, shuffle: bool = True) -> Selection:
+    """Read ``manifest`` chunk by chunk, write the rows to shard to ``target`` (Arrow IPC, atomically)
+    in plan order, and return the compact columns the plan needs (see the module docstring).
+
+    Two passes, neither of which touches a row at random in a file: the manifest's chunks are
+    spread into bucket files (``TARGET.parts/``) by split and, when shuffling, by the top bits of
+    the seeded key hash, so that every bucket holds a contiguous range of the plan order; then
+    each bucket in turn is read, put in order in memory and appended to ``target``. The
+    fingerprint is taken of ``target`` as it is written. Raises :class:`InputError` when two taken
+    rows share a key.
     """
+    import shutil
+
     import numpy as np
     import pyarrow as pa
 
     from imgnet_tools.manifest.atomic import atomic_path
     from imgnet_tools.manifest.hashset import hash64
-    from imgnet_tools.manifest.stream import iter_chunks
+    from imgnet_tools.manifest.stream import iter_chunks, table_info
 
+    capacity = table_info(manifest, "manifest").rows
+    bits = max(0, (max(capacity, 1) - 1) // BUCKET_ROWS).bit_length() if shuffle else 0
     skipped: Counter[str] = Counter()
     codes: dict[str, int] = {}
     wnid_of: dict[int, str | None] = {}
-    parts: dict[str, list[Any]] = {"split": [], "key_hash": [], "shuffle": [], "cost": [], "label": []}
-    rows = 0
-    with atomic_path(target, fsync=False) as tmp:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, _sample_schema()) as writer:
-            for chunk in iter_chunks(manifest, "manifest", chunk_rows, columns=list(SELECTED_COLUMNS)):
-                table, seen = select_chunk(chunk, keep_source_paths)
-                skipped.update(seen)
-                if not table.num_rows:
-                    continue
-                writer.write_table(table)
-                rows += table.num_rows
-                keys = table.column("source_key").to_pylist()
-                splits = table.column("split").to_pylist()
-                for name in dict.fromkeys(splits):
-                    codes.setdefault(name, len(codes))
-                parts["split"].append(np.fromiter((codes[s] for s in splits), np.int16, len(splits)))
-                parts["key_hash"].append(hash64(keys))
-                parts["shuffle"].append(hash64(f"imgnet-shard:{seed}:{k}" for k in keys))
-                size = np.asarray(table.column("bytes").fill_null(0).to_numpy(zero_copy_only=False), np.int64)
-                parts["cost"].append(size + SAMPLE_OVERHEAD)
-                labels = np.asarray(table.column("label").fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-                parts["label"].append(labels)
-                for label, wnid in zip(labels.tolist(), table.column("wnid").to_pylist()):
-                    if label >= 0:
-                        wnid_of.setdefault(label, wnid)
-    joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.uint64 if "hash" in k or k == "shuffle" else np.int64)
-              for k, v in parts.items()}
-    selection = Selection(str(target), rows, skipped, "", joined["split"].astype(np.int16),
-                          sorted(codes, key=codes.__getitem__), joined["shuffle"].astype(np.uint64),
-                          joined["cost"].astype(np.int64), joined["label"].astype(np.int64), wnid_of)
-    by_key = np.argsort(joined["key_hash"].astype(np.uint64), kind="stable")
-    _refuse_repeated_keys(selection, joined["key_hash"].astype(np.uint64), by_key)
-    selection.fingerprint = _fingerprint(selection.path, by_key)
-    return selection
+    cols = _Columns(capacity)
+    counts: Counter[int] = Counter()
+    parts = Path(f"{target}.parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    writers: dict[int, tuple[Any, Any]] = {}
+    try:
+        for chunk in iter_chunks(manifest, "manifest", chunk_rows, columns=list(SELECTED_COLUMNS)):
+            table, seen = select_chunk(chunk, keep_source_paths)
+            skipped.update(seen)
+            if not table.num_rows:
+                continue
+            keys = table.column("source_key").to_pylist()
+            splits = table.column("split").to_pylist()
+            for name in dict.fromkeys(splits):
+                codes.setdefault(name, len(codes))
+            split = np.fromiter((codes[s] for s in splits), np.int16, len(splits))
+            shuffle_hash = hash64(f"imgnet-shard:{seed}:{k}" for k in keys)
+            size = np.asarray(table.column("bytes").fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+            labels = np.asarray(table.column("label").fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+            cols.add(split, shuffle_hash, hash64(keys), size + SAMPLE_OVERHEAD, labels)
+            for label, wnid in zip(labels.tolist(), table.column("wnid").to_pylist()):
+                if label >= 0:
+                    wnid_of.setdefault(label, wnid)
+            bucket = split.astype(np.int64) << bits
+            if bits:
+                bucket |= (shuffle_hash >> np.uint64(64 - bits)).astype(np.int64)
+            _spread(table, bucket, parts, writers, counts)
+            del keys, splits, table
+        _close(writers)
+        cols.trim()
+        names = sorted(codes)
+        rank = np.zeros(len(codes), np.int16)
+        rank[[codes[name] for name in names]] = np.arange(len(names), dtype=np.int16)
+        ranked = rank[cols.split]
+        # plan order: splits by name, then (shuffled) by the seeded key hash; ties in manifest order
+        perm = np.lexsort((cols.shuffle, ranked)) if shuffle else np.argsort(ranked, kind="stable")
+        del ranked
+        cols.shuffle = cols.shuffle[:0]
+        order_of = [(codes[name] << bits) | h for name in names for h in range(1 << bits)]
+        with atomic_path(target, fsync=False) as tmp:
+            fingerprint = _write_ordered(tmp, parts, order_of, counts, perm, shuffle)
+    finally:
+        _close(writers)
+        shutil.rmtree(parts, ignore_errors=True)
+    cols.key.sort()
+    _refuse_repeated_keys(str(target), cols.key)
+    split_code, cost, label = cols.split[perm], cols.cost[perm], cols.label[perm]
+    return Selection(str(target), cols.n, skipped, fingerprint, split_code, sorted(codes, key=codes.__getitem__), cost,
+                     label, wnid_of, shuffle)
 
 
-def _refuse_repeated_keys(selection: Selection, key_hash: "np.ndarray", by_key: "np.ndarray") -> None:
-    """Equal key hashes are a repeated key (or, once in 10^19 pairs, a hash collision: checked)."""
+def _close(writers: dict[int, tuple[Any, Any]]) -> None:
+    """Close the bucket files (a writer and its file)."""
+    while writers:
+        writer, sink = writers.popitem()[1]
+        try:
+            writer.close()
+        finally:
+            sink.close()
+
+
+def _spread(table: "pa.Table", bucket: "np.ndarray", parts: Path, writers: dict[int, tuple[Any, Any]],
+            counts: Counter[int]) -> None:
+    """Append each row of ``table`` to its bucket's file (Arrow IPC stream), in manifest order."""
+    import numpy as np
+    import pyarrow as pa
+
+    present, inverse, sizes = np.unique(bucket, return_inverse=True, return_counts=True)
+    if len(present) == 1:
+        groups = [(int(present[0]), table)]
+    else:
+        by_bucket = np.argsort(inverse, kind="stable")
+        ends = np.cumsum(sizes)
+        groups = [(int(b), table.take(pa.array(by_bucket[end - n:end])))
+                  for b, n, end in zip(present.tolist(), sizes.tolist(), ends.tolist())]
+    for b, rows in groups:
+        if b not in writers:
+            sink = pa.OSFile(str(parts / f"{b}.arrows"), "wb")
+            writers[b] = (pa.ipc.new_stream(sink, _sample_schema()), sink)
+        writers[b][0].write_table(rows)
+        counts[b] += rows.num_rows
+
+
+def _write_ordered(tmp: Path, parts: Path, order_of: list[int], counts: Counter[int], perm: "np.ndarray",
+                   shuffle: bool) -> str:
+    """Write the buckets, each put in plan order, to ``tmp`` in batches of :data:`BATCH_ROWS` rows;
+    return the fingerprint: sha256 of the rows in plan order, column by column from Arrow's
+    buffers (the manifest's row order does not matter when shuffling; any change of a selected
+    value does)."""
+    import numpy as np
+    import pyarrow as pa
+
+    schema = _sample_schema().with_metadata({_BATCH_ROWS_KEY: str(BATCH_ROWS).encode()})
+    at = 0  # rows of the plan order written so far (perm[at:] are still to come)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        batches = _Batches(writer)
+        for b in order_of:
+            n = counts.get(b, 0)
+            if not n:
+                continue
+            path = parts / f"{b}.arrows"
+            with pa.OSFile(str(path), "rb") as source:
+                reader = pa.ipc.open_stream(source)
+                if not shuffle:  # a split in manifest order: the bucket is in plan order already
+                    for batch in reader:
+                        batches.add(pa.Table.from_batches([batch]))
+                else:
+                    segment = perm[at:at + n]
+                    batches.add(reader.read_all().take(pa.array(np.searchsorted(np.sort(segment), segment))))
+            at += n
+            path.unlink()
+        batches.finish()
+    return batches.digest.hexdigest()
+
+
+class _Batches:
+    """Cuts the tables it is given into record batches of exactly :data:`BATCH_ROWS` rows (the
+    last may be shorter), writes them, and feeds each to the fingerprint."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.digest = hashlib.sha256(b"imgnet selection v4\0")
+        self.pending: list["pa.Table"] = []
+        self.held = 0
+
+    def add(self, table: "pa.Table") -> None:
+        if table.num_rows:
+            self.pending.append(table)
+            self.held += table.num_rows
+        while self.held >= BATCH_ROWS:
+            self._write(BATCH_ROWS)
+
+    def finish(self) -> None:
+        if self.held:
+            self._write(self.held)
+
+    def _write(self, size: int) -> None:
+        import pyarrow as pa
+
+        joined = pa.concat_tables(self.pending)  # no copy: only the batch written is made contiguous
+        batch = joined.slice(0, size).combine_chunks()
+        from imgnet_tools.manifest.stream import update_digest
+
+        update_digest(self.digest, batch)
+        self.writer.write_table(batch)
+        rest = joined.slice(size)
+        self.pending = [rest] if rest.num_rows else []
+        self.held -= size
+
+
+def _refuse_repeated_keys(path: str, sorted_key_hash: "np.ndarray") -> None:
+    """Equal key hashes are a repeated key (or, once in 10^19 pairs, a hash collision: checked by
+    reading the keys whose hash repeats from the selection file)."""
     import numpy as np
 
-    ordered = key_hash[by_key]
-    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    from imgnet_tools.manifest.hashset import hash64
+
+    same = sorted_key_hash[1:][sorted_key_hash[1:] == sorted_key_hash[:-1]]
     if not len(same):
         return
-    pairs = by_key[np.unique(np.concatenate([same, same + 1]))]
-    keys = [s.source_key for s in read_samples(selection.path, np.sort(pairs))]
-    repeated = sorted(k for k, c in Counter(keys).items() if c > 1)
+    wanted = np.unique(same)
+    found: Counter[str] = Counter()
+    reader, _ = _reader(path)
+    for i in range(reader.num_record_batches):
+        keys = reader.get_batch(i).column("source_key").to_pylist()
+        found.update(k for k, hit in zip(keys, np.isin(hash64(keys), wanted).tolist()) if hit)
+    repeated = sorted(k for k, c in found.items() if c > 1)
     if repeated:
         raise InputError(f"the manifest has {len(repeated)} repeated keys among the rows to shard (first: "
                          f"{repeated[0]!r}); keys must be unique: scan the sources again.")
 
 
-def _fingerprint(path: str, by_key: "np.ndarray") -> str:
-    """sha256 of the selected rows in key-hash order, column by column from Arrow's buffers (the
-    manifest's row order does not matter; any change of a selected value does)."""
-    import pyarrow as pa
-
-    from imgnet_tools.manifest.stream import update_digest
-
-    digest = hashlib.sha256(b"imgnet selection v3\0")
-    table = _open(path)
-    for start in range(0, len(by_key), 65536):
-        update_digest(digest, table.take(pa.array(by_key[start:start + 65536])))
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=2)
-def _open_cached(path: str, identity: tuple[int, int, int]) -> "pa.Table":
+def _reader_cached(path: str, identity: tuple[int, int, int]) -> tuple["pa.ipc.RecordBatchFileReader", int]:
     import pyarrow as pa
 
-    return pa.ipc.open_file(pa.memory_map(path)).read_all()
+    reader = pa.ipc.open_file(pa.OSFile(path, "rb"))
+    metadata = reader.schema.metadata or {}
+    return reader, int(metadata.get(_BATCH_ROWS_KEY, BATCH_ROWS))
 
 
-def _open(path: str) -> "pa.Table":
-    """The selection file, memory-mapped (pages are shared with every process that reads it)."""
+def _reader(path: str) -> tuple["pa.ipc.RecordBatchFileReader", int]:
+    """The selection file's reader (read with ``pread``, not memory-mapped: a process holds only the
+    batches it reads) and its rows per batch."""
     st = os.stat(path)
-    return _open_cached(path, (st.st_size, st.st_mtime_ns, st.st_ino))
+    return _reader_cached(path, (st.st_size, st.st_mtime_ns, st.st_ino))
 
 
 def read_samples(path: str, rows: Sequence[int] | "np.ndarray") -> list[SampleIn]:
-    """Rows ``rows`` of a selection file as :class:`SampleIn`, in that order (what a worker runs on)."""
+    """Rows ``rows`` of a selection file as :class:`SampleIn`, in that order (what a worker runs on).
+
+    Reads only the record batches the rows lie in: a shard's rows are contiguous, one or two batches."""
+    import numpy as np
     import pyarrow as pa
 
-    picked = _open(path).take(pa.array(rows, pa.int64()))
+    wanted = np.asarray(rows, dtype=np.int64)
+    if not len(wanted):
+        return []
+    reader, per = _reader(path)
+    batch_of = wanted // per
+    present = np.unique(batch_of)
+    table = pa.Table.from_batches([reader.get_batch(int(b)) for b in present.tolist()])
+    picked = table.take(pa.array(np.searchsorted(present, batch_of) * per + wanted % per))
     columns = [picked.column(name).to_pylist() for name in SAMPLE_FIELDS]
     return list(map(tuple.__new__, repeat(SampleIn), zip(*columns)))  # SampleIn(*row), without its Python __new__
 
 
 def iter_selected(selection: Selection, chunk: int = 65536) -> Iterator[list[SampleIn]]:
-    """Every selected sample, in manifest order, a chunk at a time."""
+    """Every selected sample, in plan order, a chunk at a time."""
     for start in range(0, selection.rows, chunk):
         yield read_samples(selection.path, range(start, min(selection.rows, start + chunk)))
 
@@ -283,16 +455,20 @@ def iter_selected(selection: Selection, chunk: int = 65536) -> Iterator[list[Sam
 # --- order and plan ---------------------------------------------------------------------------------------
 
 def order(selection: Selection, shuffle: bool) -> dict[str, "np.ndarray"]:
-    """Selection rows per split (splits in name order): by the seeded key hash, or in manifest order."""
+    """Selection rows per split (splits in name order). The selection file is in plan order
+    already (by the seeded key hash, or in manifest order: ``shuffle``, as it was selected), so
+    each split's rows are one contiguous range."""
     import numpy as np
 
+    if shuffle != selection.shuffled:
+        raise ValueError(f"the selection was made with shuffle={selection.shuffled}, not {shuffle}")
     by_split: dict[str, np.ndarray] = {}
-    for code, name in enumerate(selection.splits):
-        rows = np.flatnonzero(selection.split_code == code)
-        if shuffle:
-            rows = rows[np.argsort(selection.shuffle_hash[rows], kind="stable")]
-        by_split[name] = rows
-    return {name: by_split[name] for name in sorted(by_split)}
+    start = 0
+    for name in sorted(selection.splits):
+        n = int(np.count_nonzero(selection.split_code == selection.splits.index(name)))
+        by_split[name] = np.arange(start, start + n, dtype=np.int64)
+        start += n
+    return by_split
 
 
 def even_bounds(n: int, k: int) -> list[tuple[int, int]]:

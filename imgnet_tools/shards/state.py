@@ -26,6 +26,9 @@ STATE_DIR = "_state"
 RUN_NAME = "run.json"
 DATASET_NAME = "dataset.json"
 MANIFEST_NAME = "manifest.parquet"
+# How run.json's fingerprint is taken: 1 (imgnet before the plan-ordered selection file) hashed the
+# rows in key-hash order; 2 hashes the selection file in plan order (shards.plan._write_ordered).
+FINGERPRINT_VERSION = 2
 _SHARD_FILE = re.compile(r".+-[0-9]{6}\.(tar|idx|parquet)")
 
 
@@ -74,8 +77,15 @@ def prepare(out: Path, params: dict[str, Any], fingerprint: str, shards: int, ov
     previous = read_json(run_path, "shard_run")
     ours = [p for p in _ours(out) if p not in keep]
     foreign = [p for p in out.iterdir() if p.name != LOCK_NAME and p not in ours and p not in keep]
-    same = previous is not None and previous["params"] == params and previous["fingerprint"] == fingerprint
+    same = (previous is not None and previous["params"] == params and previous["fingerprint"] == fingerprint
+            and previous.get("fingerprint_version", 1) == FINGERPRINT_VERSION)
     if not same and (ours or foreign) and not overwrite:
+        if previous is not None and previous["params"] == params and previous.get("fingerprint_version", 1) != \
+                FINGERPRINT_VERSION:
+            raise OutputExistsError(
+                f"{out} was written by an earlier imgnet, which recorded the manifest rows it took in another way "
+                "(fingerprint version 1), so this run cannot tell whether they are still the same; its shards are "
+                "fine as they are: keep them, or pass --overwrite to write them again with this version.")
         what = "different parameters or manifest rows" if previous else "files not written by imgnet shard"
         raise OutputExistsError(f"{out} holds {what}; pass --overwrite to replace it, or choose another --out.")
     for path in ours if not same else [p for p in ours if p.name.startswith(TMP_PREFIX)]:
@@ -86,7 +96,7 @@ def prepare(out: Path, params: dict[str, Any], fingerprint: str, shards: int, ov
     if not same:
         (out / STATE_DIR).mkdir(exist_ok=True)
         doc = {"format_version": format_version("shard_run"), "params": params, "fingerprint": fingerprint,
-               "shards": shards}
+               "fingerprint_version": FINGERPRINT_VERSION, "shards": shards}
         atomic_write_text(run_path, dump_json(doc))
 
 

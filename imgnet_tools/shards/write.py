@@ -152,7 +152,7 @@ def _select(params: ShardParams, out: Path) -> tuple[int, Selection]:
 
     rows = table_info(params.manifest, "manifest").rows
     tmp = out / f"{TMP_PREFIX}{os.getpid()}-{plan_selection_name()}"
-    return rows, select_manifest(params.manifest, tmp, params.seed, params.keep_source_paths)
+    return rows, select_manifest(params.manifest, tmp, params.seed, params.keep_source_paths, shuffle=params.shuffle)
 
 
 def plan_selection_name() -> str:
@@ -459,7 +459,8 @@ def outputs_complete(params: ShardParams) -> bool:
     try:
         with tempfile.TemporaryDirectory(prefix="imgnet-shard-check-") as scratch:
             selection = select_manifest(params.manifest, Path(scratch) / "selection.arrow", params.seed,
-                                        params.keep_source_paths)
+                                        params.keep_source_paths, shuffle=params.shuffle)
     except Exception:
         return False
-    return bool(run["fingerprint"] == selection.fingerprint)
+    return bool(run["fingerprint"] == selection.fingerprint
+                and run.get("fingerprint_version", 1) == state.FINGERPRINT_VERSION)

@@ -322,7 +322,8 @@ def test_selection_refuses_repeated_keys_and_fingerprint_ignores_row_order(tmp_p
 
 
 def test_plans_travel_as_row_numbers_and_workers_read_their_samples(tmp_path: Path) -> None:
-    """A task pickles its samples as row numbers of the selection file (8 bytes a sample)."""
+    """A task pickles its samples as row numbers of the selection file (8 bytes a sample); without
+    shuffling the file keeps the manifest's order."""
     import pickle
 
     import numpy as np
@@ -334,7 +335,8 @@ def test_plans_travel_as_row_numbers_and_workers_read_their_samples(tmp_path: Pa
     for i in range(5):
         (tmp_path / f"{i}.jpg").write_bytes(jpeg_bytes(4, 4, i))
     rows = [row_for(tmp_path / f"{i}.jpg", f"k{i}", "train", i, "n1", 4, 4) for i in range(5)]
-    selection = select_manifest(str(write_manifest(rows, tmp_path / "m.parquet")), tmp_path / "s.arrow", seed=0)
+    selection = select_manifest(str(write_manifest(rows, tmp_path / "m.parquet")), tmp_path / "s.arrow", seed=0,
+                                shuffle=False)
     task = ShardTask(str(tmp_path), ShardPlan("train", 0, "train-000000", np.array([3, 1])), TransformParams(),
                      selection.path)
     back = pickle.loads(pickle.dumps(task))
@@ -342,6 +344,49 @@ def test_plans_travel_as_row_numbers_and_workers_read_their_samples(tmp_path: Pa
     samples = back.samples()
     assert all(type(s) is SampleIn for s in samples) and [s.key for s in samples] == ["k3", "k1"]
     assert samples == read_samples(selection.path, [3, 1]) and back.fingerprint() == task.fingerprint()
+
+
+def test_selection_file_is_in_plan_order_across_buckets_batches_and_chunks(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The selection file holds each split's rows contiguously (splits by name) in the order of the
+    seeded key hash, or in manifest order without shuffling, whatever the bucket, batch and chunk
+    sizes; the compact columns follow the same order, and any rows read back are those rows."""
+    import numpy as np
+
+    from imgnet_tools.manifest.hashset import hash64
+    from imgnet_tools.shards import plan
+    from imgnet_tools.shards.plan import order, read_samples, select_manifest
+
+    rng = np.random.default_rng(3)
+    splits = ["val", "train", "test"]
+    rows = [{"key": f"k{i}", "path": f"/d/{i}.jpg", "source_path": f"/s/{i}.jpg",
+             "split": splits[int(rng.integers(3))], "label": i % 7, "wnid": f"n{i % 7}", "width": 5, "height": 4,
+             "sha256": f"{i:064x}", "bytes": 10 + i, "mtime_ns": 7, "status": "ok" if i % 11 else "rejected"}
+            for i in range(300)]
+    manifest = str(write_manifest(rows, tmp_path / "m.parquet"))
+    taken = [r for r in rows if r["status"] == "ok"]
+    fingerprints = set()
+    for bucket_rows, batch_rows, chunk in ((1 << 18, 4096, 65536), (16, 7, 5), (40, 1, 64), (32, 4096, 3)):
+        monkeypatch.setattr(plan, "BUCKET_ROWS", bucket_rows)
+        monkeypatch.setattr(plan, "BATCH_ROWS", batch_rows)
+        for shuffle in (True, False):
+            target = tmp_path / f"s-{bucket_rows}-{shuffle}.arrow"
+            selection = select_manifest(manifest, target, seed=5, chunk_rows=chunk, shuffle=shuffle)
+            hashes = dict(zip((r["key"] for r in taken), hash64(f"imgnet-shard:5:{r['key']}" for r in taken).tolist()))
+            want = sorted(taken, key=lambda r: (r["split"], hashes[r["key"]] if shuffle else 0))  # sorted() is stable
+            got = read_samples(selection.path, np.arange(selection.rows))
+            assert [s.key for s in got] == [r["key"] for r in want] and not (tmp_path / f"{target}.parts").exists()
+            assert [selection.splits[c] for c in selection.split_code] == [r["split"] for r in want]
+            assert selection.label.tolist() == [r["label"] for r in want]
+            assert selection.cost.tolist() == [r["bytes"] + plan.SAMPLE_OVERHEAD for r in want]
+            by_split = order(selection, shuffle)
+            assert list(by_split) == sorted(splits) and np.concatenate(list(by_split.values())).tolist() == list(
+                range(selection.rows))
+            some = [selection.rows - 1, 0, 17, 3]
+            assert [s.key for s in read_samples(selection.path, some)] == [want[i]["key"] for i in some]
+            fingerprints.add((shuffle, batch_rows, selection.fingerprint))
+    # the fingerprint does not depend on the bucket or chunk size (it hashes the file's batches)
+    assert len(fingerprints) == 6 and len({(s, b) for s, b, _ in fingerprints}) == 6
 
 
 def test_copy_mode_defaults_to_twice_the_cores_and_an_explicit_count_wins() -> None:
