@@ -3,15 +3,18 @@
 Rows with status ``ok`` or ``fixed`` are taken; every other status is counted and skipped. The
 manifest is read chunk by chunk (:func:`select_manifest`): the taken rows' sample columns go to a
 selection file (Arrow IPC, ``DIR/_state/selection.arrow``) that workers read their samples from,
-and the driver keeps only compact numpy columns of them (split, two 64-bit key hashes, size,
-label: about 30 bytes a row), so planning ImageNet-21k's 14M rows needs a few hundred MB.
+and the driver keeps only compact numpy columns of them (split 2, size 8, label 8: 18 bytes a row;
+about 60 while selecting), so planning ImageNet-21k's 14M rows needs a few hundred MB.
 
 Within a split, rows are put in the order of a seeded 64-bit hash of their key (a seeded random
 permutation that does not depend on the manifest's row order or on the machine), so every shard
-mixes classes; ``--no-shuffle`` keeps the manifest order. A split of ``n`` rows becomes ``k``
-shards whose sample counts differ by at most one: ``k`` is the smallest count that keeps every
-shard within ``size`` samples and, when asked, within ``max_bytes`` (estimated from the
-manifest's byte counts plus tar overhead).
+mixes classes; ``--no-shuffle`` keeps the manifest order. The selection file is written in that
+plan order (splits by name, each split's rows contiguous), so a shard's samples are a contiguous
+range of it: a worker reads the one or two record batches they lie in (with ``pread``; nothing is
+memory-mapped or read at random, so no process's memory grows with the file). A split of ``n``
+rows becomes ``k`` shards whose sample counts differ by at most one: ``k`` is the smallest count
+that keeps every shard within ``size`` samples and, when asked, within ``max_bytes`` (estimated
+from the manifest's byte counts plus tar overhead).
 """
 
 from __future__ import annotations
@@ -179,37 +182,30 @@ _BATCH_ROWS_KEY = b"imgnet.batch_rows"
 BUCKET_ROWS = 1 << 17
 
 
-class _Columns:
-    """The compact per-row columns of the selection pass, in preallocated numpy arrays (no list of
-    parts, no concatenation copies): room for every manifest row, trimmed at the end."""
+_SHUFFLE = "_shuffle"  # the seeded key hash, a column of the bucket files only
+
+
+class _KeyHashes:
+    """The 64-bit hashes of every selected key, in one preallocated array (room for every manifest
+    row, grown if the manifest grows while being read): what the repeated-key check sorts."""
 
     def __init__(self, capacity: int) -> None:
         import numpy as np
 
         self.n = 0
-        self.split = np.zeros(capacity, np.int16)
-        self.shuffle = np.zeros(capacity, np.uint64)
-        self.key = np.zeros(capacity, np.uint64)
-        self.cost = np.zeros(capacity, np.int64)
-        self.label = np.zeros(capacity, np.int64)
+        self.values = np.zeros(capacity, np.uint64)
 
-    def add(self, split: "np.ndarray", shuffle: "np.ndarray", key: "np.ndarray", cost: "np.ndarray",
-            label: "np.ndarray") -> None:
-        a, b = self.n, self.n + len(split)
-        if b > len(self.split):  # the manifest grew while being read: make room
-            for name in ("split", "shuffle", "key", "cost", "label"):
-                old = getattr(self, name)
-                grown = old[:0].copy()
-                grown.resize(max(b, 2 * len(old)), refcheck=False)
-                grown[:a] = old[:a]
-                setattr(self, name, grown)
-        self.split[a:b], self.shuffle[a:b], self.key[a:b], self.cost[a:b], self.label[a:b] = (
-            split, shuffle, key, cost, label)
+    def add(self, hashes: "np.ndarray") -> None:
+        a, b = self.n, self.n + len(hashes)
+        if b > len(self.values):
+            self.values.resize(max(b, 2 * len(self.values)), refcheck=False)
+        self.values[a:b] = hashes
         self.n = b
 
-    def trim(self) -> None:
-        for name in ("split", "shuffle", "key", "cost", "label"):
-            getattr(self, name).resize(self.n, refcheck=False)
+    def sorted(self) -> "np.ndarray":
+        self.values.resize(self.n, refcheck=False)
+        self.values.sort()
+        return self.values
 
 
 def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
@@ -217,12 +213,12 @@ def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
     """Read ``manifest`` chunk by chunk, write the rows to shard to ``target`` (Arrow IPC, atomically)
     in plan order, and return the compact columns the plan needs (see the module docstring).
 
-    Two passes, neither of which touches a row at random in a file: the manifest's chunks are
+    Two passes, neither of which touches a row of a file at random: the manifest's chunks are
     spread into bucket files (``TARGET.parts/``) by split and, when shuffling, by the top bits of
     the seeded key hash, so that every bucket holds a contiguous range of the plan order; then
-    each bucket in turn is read, put in order in memory and appended to ``target``. The
-    fingerprint is taken of ``target`` as it is written. Raises :class:`InputError` when two taken
-    rows share a key.
+    each bucket in turn (splits by name, hash ranges in order) is read, sorted in memory and
+    appended to ``target``, and its compact columns filled in. The fingerprint is taken of
+    ``target`` as it is written. Raises :class:`InputError` when two taken rows share a key.
     """
     import shutil
 
@@ -238,7 +234,7 @@ def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
     skipped: Counter[str] = Counter()
     codes: dict[str, int] = {}
     wnid_of: dict[int, str | None] = {}
-    cols = _Columns(capacity)
+    key_hashes = _KeyHashes(capacity)
     counts: Counter[int] = Counter()
     parts = Path(f"{target}.parts")
     shutil.rmtree(parts, ignore_errors=True)
@@ -254,40 +250,29 @@ def select_manifest(manifest: str, target: str | os.PathLike[str], seed: int,
             splits = table.column("split").to_pylist()
             for name in dict.fromkeys(splits):
                 codes.setdefault(name, len(codes))
-            split = np.fromiter((codes[s] for s in splits), np.int16, len(splits))
+            split = np.fromiter((codes[s] for s in splits), np.int64, len(splits))
             shuffle_hash = hash64(f"imgnet-shard:{seed}:{k}" for k in keys)
-            size = np.asarray(table.column("bytes").fill_null(0).to_numpy(zero_copy_only=False), np.int64)
-            labels = np.asarray(table.column("label").fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-            cols.add(split, shuffle_hash, hash64(keys), size + SAMPLE_OVERHEAD, labels)
-            for label, wnid in zip(labels.tolist(), table.column("wnid").to_pylist()):
-                if label >= 0:
+            key_hashes.add(hash64(keys))
+            labels = table.column("label").to_pylist()
+            for label, wnid in zip(labels, table.column("wnid").to_pylist()):
+                if label is not None and label >= 0:
                     wnid_of.setdefault(label, wnid)
-            bucket = split.astype(np.int64) << bits
+            bucket = split << bits
             if bits:
                 bucket |= (shuffle_hash >> np.uint64(64 - bits)).astype(np.int64)
-            _spread(table, bucket, parts, writers, counts)
-            del keys, splits, table
+            _spread(table.append_column(_SHUFFLE, pa.array(shuffle_hash)), bucket, parts, writers, counts)
+            del keys, splits, labels, table
         _close(writers)
-        cols.trim()
         names = sorted(codes)
-        rank = np.zeros(len(codes), np.int16)
-        rank[[codes[name] for name in names]] = np.arange(len(names), dtype=np.int16)
-        ranked = rank[cols.split]
-        # plan order: splits by name, then (shuffled) by the seeded key hash; ties in manifest order
-        perm = np.lexsort((cols.shuffle, ranked)) if shuffle else np.argsort(ranked, kind="stable")
-        del ranked
-        cols.shuffle = cols.shuffle[:0]
-        order_of = [(codes[name] << bits) | h for name in names for h in range(1 << bits)]
+        order_of = [((codes[name] << bits) | h, codes[name]) for name in names for h in range(1 << bits)]
         with atomic_path(target, fsync=False) as tmp:
-            fingerprint = _write_ordered(tmp, parts, order_of, counts, perm, shuffle)
+            columns = _write_ordered(tmp, parts, order_of, counts, sum(counts.values()), shuffle)
     finally:
         _close(writers)
         shutil.rmtree(parts, ignore_errors=True)
-    cols.key.sort()
-    _refuse_repeated_keys(str(target), cols.key)
-    split_code, cost, label = cols.split[perm], cols.cost[perm], cols.label[perm]
-    return Selection(str(target), cols.n, skipped, fingerprint, split_code, sorted(codes, key=codes.__getitem__), cost,
-                     label, wnid_of, shuffle)
+    _refuse_repeated_keys(str(target), key_hashes.sorted())
+    return Selection(str(target), len(columns.split), skipped, columns.digest.hexdigest(), columns.split,
+                     sorted(codes, key=codes.__getitem__), columns.cost, columns.label, wnid_of, shuffle)
 
 
 def _close(writers: dict[int, tuple[Any, Any]]) -> None:
@@ -310,61 +295,73 @@ def _spread(table: "pa.Table", bucket: "np.ndarray", parts: Path, writers: dict[
     if len(present) == 1:
         groups = [(int(present[0]), table)]
     else:
-        by_bucket = np.argsort(inverse, kind="stable")
+        grouped = table.take(pa.array(np.argsort(inverse, kind="stable")))  # one take, then slices
         ends = np.cumsum(sizes)
-        groups = [(int(b), table.take(pa.array(by_bucket[end - n:end])))
-                  for b, n, end in zip(present.tolist(), sizes.tolist(), ends.tolist())]
+        groups = [(int(b), grouped.slice(end - n, n)) for b, n, end in zip(present.tolist(), sizes.tolist(),
+                                                                             ends.tolist())]
     for b, rows in groups:
         if b not in writers:
             sink = pa.OSFile(str(parts / f"{b}.arrows"), "wb")
-            writers[b] = (pa.ipc.new_stream(sink, _sample_schema()), sink)
+            writers[b] = (pa.ipc.new_stream(sink, rows.schema), sink)
         writers[b][0].write_table(rows)
         counts[b] += rows.num_rows
 
 
-def _write_ordered(tmp: Path, parts: Path, order_of: list[int], counts: Counter[int], perm: "np.ndarray",
-                   shuffle: bool) -> str:
-    """Write the buckets, each put in plan order, to ``tmp`` in batches of :data:`BATCH_ROWS` rows;
-    return the fingerprint: sha256 of the rows in plan order, column by column from Arrow's
-    buffers (the manifest's row order does not matter when shuffling; any change of a selected
-    value does)."""
+def _write_ordered(tmp: Path, parts: Path, order_of: list[tuple[int, int]], counts: Counter[int], total: int,
+                   shuffle: bool) -> "_Ordered":
+    """Write the buckets (``order_of``: bucket and split code), each put in plan order (a stable
+    sort by the seeded key hash: ties keep the manifest's order), to ``tmp`` in batches of
+    :data:`BATCH_ROWS` rows; return the compact columns in plan order and the fingerprint."""
     import numpy as np
     import pyarrow as pa
 
     schema = _sample_schema().with_metadata({_BATCH_ROWS_KEY: str(BATCH_ROWS).encode()})
-    at = 0  # rows of the plan order written so far (perm[at:] are still to come)
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        batches = _Batches(writer)
-        for b in order_of:
-            n = counts.get(b, 0)
-            if not n:
+        ordered = _Ordered(writer, total)
+        for b, code in order_of:
+            if not counts.get(b, 0):
                 continue
             path = parts / f"{b}.arrows"
             with pa.OSFile(str(path), "rb") as source:
                 reader = pa.ipc.open_stream(source)
                 if not shuffle:  # a split in manifest order: the bucket is in plan order already
                     for batch in reader:
-                        batches.add(pa.Table.from_batches([batch]))
+                        ordered.add(pa.Table.from_batches([batch]).drop_columns([_SHUFFLE]), code)
                 else:
-                    segment = perm[at:at + n]
-                    batches.add(reader.read_all().take(pa.array(np.searchsorted(np.sort(segment), segment))))
-            at += n
+                    table = reader.read_all()
+                    by_hash = np.argsort(table.column(_SHUFFLE).to_numpy(), kind="stable")
+                    ordered.add(table.drop_columns([_SHUFFLE]).take(pa.array(by_hash)), code)
+                    del table
             path.unlink()
-        batches.finish()
-    return batches.digest.hexdigest()
+        ordered.finish()
+    return ordered
 
 
-class _Batches:
-    """Cuts the tables it is given into record batches of exactly :data:`BATCH_ROWS` rows (the
-    last may be shorter), writes them, and feeds each to the fingerprint."""
+class _Ordered:
+    """The plan-ordered rows as they come: cut into record batches of exactly :data:`BATCH_ROWS`
+    rows (the last may be shorter), written and fed to the fingerprint (sha256 of the rows in plan
+    order, column by column from Arrow's buffers: the manifest's row order does not matter when
+    shuffling; any change of a selected value does); their compact columns filled in."""
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: Any, total: int) -> None:
+        import numpy as np
+
         self.writer = writer
         self.digest = hashlib.sha256(b"imgnet selection v4\0")
         self.pending: list["pa.Table"] = []
         self.held = 0
+        self.at = 0
+        self.split = np.zeros(total, np.int16)
+        self.cost = np.zeros(total, np.int64)
+        self.label = np.zeros(total, np.int64)
 
-    def add(self, table: "pa.Table") -> None:
+    def add(self, table: "pa.Table", code: int) -> None:
+        a, b = self.at, self.at + table.num_rows
+        self.split[a:b] = code
+        self.cost[a:b] = table.column("bytes").fill_null(0).to_numpy()
+        self.cost[a:b] += SAMPLE_OVERHEAD
+        self.label[a:b] = table.column("label").fill_null(-1).to_numpy()
+        self.at = b
         if table.num_rows:
             self.pending.append(table)
             self.held += table.num_rows
@@ -378,10 +375,10 @@ class _Batches:
     def _write(self, size: int) -> None:
         import pyarrow as pa
 
-        joined = pa.concat_tables(self.pending)  # no copy: only the batch written is made contiguous
-        batch = joined.slice(0, size).combine_chunks()
         from imgnet_tools.manifest.stream import update_digest
 
+        joined = pa.concat_tables(self.pending)  # no copy: only the batch written is made contiguous
+        batch = joined.slice(0, size).combine_chunks()
         update_digest(self.digest, batch)
         self.writer.write_table(batch)
         rest = joined.slice(size)

@@ -3,8 +3,8 @@
 A task is self-contained and deterministic: the same :class:`ShardTask` gives the same bytes in
 any process on any machine, so the local pool and Ray produce identical output and a retried or
 resumed shard is simply written again. The task carries its samples as row numbers of the run's
-selection file (``plan``); the worker reads them from there. Every file goes to a temporary name
-and is renamed into place; the task first removes any old record, and the driver, as each task
+selection file (``plan``: a contiguous range, as the file is in plan order); the worker reads
+them from there. Every file goes to a temporary name and is renamed into place; the task first removes any old record, and the driver, as each task
 returns, writes the shard's Parquet slice (:func:`write_slice`) and, once the tar is on disk, the
 record (:func:`write_record`), so a crash at any point leaves no shard marked done that is
 incomplete. A sample whose file cannot be read or decoded is left out and listed in the record

@@ -75,6 +75,26 @@ def test_different_arguments_need_overwrite(tmp_path: Path, manifest: Path) -> N
         shard(ShardParams(manifest=str(manifest), out=str(foreign), workers=1))
 
 
+def test_an_output_of_the_earlier_fingerprint_asks_for_overwrite_by_name(tmp_path: Path, manifest: Path) -> None:
+    """A run.json from before fingerprint version 2 (no ``fingerprint_version``, a key-hash-order
+    fingerprint) cannot be compared: the run says so instead of calling the rows different, and
+    --overwrite writes what a fresh run writes."""
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    params = ShardParams(manifest=str(manifest), out=str(out), size=7, workers=1)
+    shard(params)
+    shard(ShardParams(manifest=str(manifest), out=str(fresh), size=7, workers=1))
+    run_path = out / state.STATE_DIR / state.RUN_NAME
+    run = json.loads(run_path.read_text())
+    assert run["fingerprint_version"] == state.FINGERPRINT_VERSION == 2
+    del run["fingerprint_version"]
+    run_path.write_text(state.dump_json({**run, "fingerprint": "0" * 64}))
+    assert not outputs_complete(params)
+    with pytest.raises(OutputExistsError, match="earlier imgnet.*fingerprint version 1.*--overwrite"):
+        shard(params)
+    shard(ShardParams(manifest=str(manifest), out=str(out), size=7, workers=1, overwrite=True))
+    assert _files(out) == _files(fresh) and outputs_complete(params)
+
+
 def test_a_lock_stops_a_second_run(tmp_path: Path, manifest: Path) -> None:
     out = tmp_path / "out"
     with state.locked(out):
