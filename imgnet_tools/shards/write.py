@@ -404,10 +404,10 @@ def _summary(params: ShardParams, selection: Selection, failed_keys: set[str]
     names = _read_words(params.words) if params.words else {}
     classes = [{"index": i, "wnid": selection.wnid_of[i], "name": names.get(selection.wnid_of[i] or "")}
                for i in sorted(selection.wnid_of)]
-    pairs, counts = np.unique(np.stack([selection.split_code.astype(np.int64), selection.label]), axis=1,
-                              return_counts=True) if selection.rows else (np.zeros((2, 0), np.int64), np.zeros(0))
-    found: Counter[tuple[str, int]] = Counter({(selection.splits[int(c)], int(lab)): int(n)
-                                               for (c, lab), n in zip(pairs.T.tolist(), counts.tolist())})
+    found: Counter[tuple[str, int]] = Counter()
+    for split, rows in order(selection, selection.shuffled).items():  # each split's rows are contiguous
+        labels, counts = np.unique(selection.label[rows[0]:rows[-1] + 1] if len(rows) else rows, return_counts=True)
+        found.update({(split, int(lab)): int(n) for lab, n in zip(labels.tolist(), counts.tolist())})
     if failed_keys:  # samples left out of the shards are not counted
         from imgnet_tools.shards.plan import iter_selected
 
