@@ -8,7 +8,11 @@ untimed) goes through the four stages as the user runs them, ``imgnet`` subproce
 ``--workers 2`` (local pool). For each stage and N: wall time, rows/s, and the peak RSS of the
 driver, of the largest worker and of the whole process tree (``/proc`` sampled every 0.2 s, peaks
 from the kernel's VmHWM). ``--ray`` runs the same stages with ``--executor ray --workers 2`` at
-``--ray-sizes``. Goals (issue 12): driver peak at the largest N <= 1.5x that at the reference N
+``--ray-sizes``, two ways (``--ray-mode``): ``new``, each stage starting (and stopping) its own local
+Ray, its start-up included (executor ``ray``); ``joined``, against a local cluster started once
+before the stages (``ray start --head --num-cpus 2``, timed apart, stopped at the end) that each
+stage joins with ``--address auto``, as a cluster user runs them (executor ``ray-joined``; the
+cluster's workers are sampled as the raylet's process tree, their CPU counted from the stage's start). Goals (issue 12): driver peak at the largest N <= 1.5x that at the reference N
 (100k, or the smallest N when 100k is the largest) and <= 1.5 GiB; rows/s at the largest N >=
 0.9x the reference's; Ray >= 0.8x the local pool. ``--stages`` measures only the stages named: the
 stages before the first one named run untimed once to make its input, which is kept
@@ -28,6 +32,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,16 +66,21 @@ def _imgnet() -> str:
     return str(here) if here.exists() else "imgnet"
 
 
-def measure(cmd: list[str], label: str) -> dict[str, Any]:
-    """Run ``cmd`` with its tree's RSS sampled; wall time, peaks, and its ``--json`` output."""
+def measure(cmd: list[str], label: str, cluster: "Cluster | None" = None) -> dict[str, Any]:
+    """Run ``cmd`` with its tree's RSS sampled; wall time, peaks, and its ``--json`` output.
+    ``cluster``: a running Ray whose raylet tree (its workers) is sampled too."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        before = cluster.cpu() if cluster else {}
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=_env())
         sampler = tools.TreeSampler(proc.pid).start()
+        ray_sampler = tools.TreeSampler(cluster.raylet).start() if cluster else None
         _, status, usage = os.wait4(proc.pid, 0)  # its rusage: it and every child it waited for
         wall = time.perf_counter() - t0
         code = proc.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
+        if ray_sampler is not None:
+            ray_sampler.stop()
         out.seek(0)
         err.seek(0)
         text, errors = out.read(), err.read()
@@ -80,15 +90,88 @@ def measure(cmd: list[str], label: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError:
         doc = {"stdout": text[-2000:]}
-    return {"wall_s": round(wall, 2), **sampler.summary(), "tree_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "output": doc}
+    got = {"wall_s": round(wall, 2), **sampler.summary(), "tree_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+           "output": doc}
+    if ray_sampler is not None:  # the cluster's workers are not the driver's children
+        workers = [kib for pid, kib in ray_sampler.peaks_kib.items() if pid != ray_sampler.root]
+        got["worker_peak_mib"] = round(max(workers, default=0) / 1024, 1)
+        got["cluster_peak_mib"] = round(ray_sampler.peak_sum_kib / 1024, 1)
+        got["workers_cpu_s"] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in ray_sampler.cpu_s.items()), 2)
+    return got
+
+
+ADDRESS_FILE = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # where ray start says where it is
+
+
+class Cluster:
+    """A local Ray started once with ``ray start --head --num-cpus 2`` (the stages join it with
+    ``--address auto``), found again by a marker in its processes' environment; stopped by
+    :meth:`stop` (``ray stop`` would stop every local cluster, other users' too)."""
+
+    def __init__(self) -> None:
+        self.marker = marker = f"imgnet-bench-{os.getpid()}-{time.time_ns()}"
+        t0 = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", "--num-cpus", "2",
+                        "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True,
+                       env={**_env(), "IMGNET_BENCH_RAY": marker})
+        self.start_s = round(time.perf_counter() - t0, 2)
+        self.address_file = ADDRESS_FILE.read_text() if ADDRESS_FILE.is_file() else None  # ray start wrote it
+        self.pids = [pid for pid in _pids() if f"IMGNET_BENCH_RAY={marker}".encode() in _environ(pid)]
+        raylets = [pid for pid in self.pids if _cmdline(pid).split(b"\0")[0].endswith(b"/raylet")]
+        if not raylets:
+            self.stop()
+            raise RuntimeError("ray start ran but its raylet was not found")
+        self.raylet = raylets[0]
+
+    def cpu(self) -> dict[int, float]:
+        """CPU seconds so far of every process in the raylet's tree."""
+        return {pid: cpu for pid in tools.tree(self.raylet) if (cpu := tools.cpu_seconds(pid)) is not None}
+
+    def stop(self) -> None:
+        mine = f"IMGNET_BENCH_RAY={self.marker}".encode()
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # gcs_server and the raylet may outlive a SIGTERM
+            left = [p for p in _pids() if mine in _environ(p)]  # its daemons and every worker they started
+            for pid in left:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            for _ in range(50):
+                if not any(mine in _environ(p) for p in left):
+                    break
+                time.sleep(0.1)
+            else:
+                continue
+            break
+        if self.address_file is not None and ADDRESS_FILE.is_file() and ADDRESS_FILE.read_text() == self.address_file:
+            ADDRESS_FILE.unlink()  # else every later ray.init() on this machine tries to join the stopped cluster
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 RAY_PROBE = """
 import time
 t0 = time.perf_counter()
 import ray
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+os = __import__("os")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
 
 @ray.remote
 def warm():
@@ -109,7 +192,9 @@ def ray_fixed_cost() -> float:
 
 
 def stage_commands(pool: Path, run: Path, executor: str) -> dict[str, list[str]]:
-    exe = ["--executor", executor, "--workers", "2", "--json"]
+    """The four stages' command lines; ``ray-joined``: on Ray, joining the running cluster."""
+    how = ["--executor", "ray", "--address", "auto"] if executor == "ray-joined" else ["--executor", executor]
+    exe = [*how, "--workers", "2", "--json"]
     manifest = str(run / "manifest.parquet")
     imgnet = _imgnet()
     return {"scan": [imgnet, "scan", str(pool), "--out", str(run), "--preset", "ilsvrc2012", *exe],
@@ -118,22 +203,25 @@ def stage_commands(pool: Path, run: Path, executor: str) -> dict[str, list[str]]
             "shard": [imgnet, "shard", manifest, "--out", str(run / "shards"), *exe]}
 
 
-def run_size(n: int, executor: str, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+def run_size(n: int, executor: str, stages: tuple[str, ...] = STAGES, cluster: "Cluster | None" = None
+             ) -> dict[str, Any]:
     """The stages ``stages`` on the pool of ``n`` images (from scratch, or from the kept input of the
-    first one named: :func:`prepared_input`); per-stage measurements."""
+    first one named: :func:`prepared_input`); per-stage measurements (``cluster``: the one the
+    ``ray-joined`` executor joins)."""
     pool = tools.ensure_pool(n, log=log)
     run = tools.CACHE / "runs" / f"{n}-{executor}"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     first = min(STAGES.index(s) for s in stages)
     if first:
-        shutil.copy2(prepared_input(pool, n, executor, STAGES[first]) / "manifest.parquet", run / "manifest.parquet")
+        # made on the local pool whatever the executor measured: the stages' outputs are the same bytes
+        shutil.copy2(prepared_input(pool, n, "local", STAGES[first]) / "manifest.parquet", run / "manifest.parquet")
     measured = {}
     for stage, cmd in stage_commands(pool, run, executor).items():
         if stage not in stages:
             continue
         log(f"{executor} N={n}: {stage} ...")
-        got = measure(cmd, f"{stage} N={n}")
+        got = measure(cmd, f"{stage} N={n}", cluster)
         got["rows_per_s"] = round(n / got["wall_s"], 1)
         got["output"] = _brief(stage, got["output"])
         measured[stage] = got
@@ -285,7 +373,8 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
         if mine is not None:
             for stage in [s for s in STAGES if s in ray["stages"] and s in mine["stages"]]:
                 theirs = mine["stages"][stage]["rows_per_s"]
-                results.append(Result(f"scale {stage} ray vs local N={ray['n']}", ray["stages"][stage]["rows_per_s"],
+                results.append(Result(f"scale {stage} {ray['executor']} vs local N={ray['n']}",
+                                      ray["stages"][stage]["rows_per_s"],
                                       theirs, "rows/s", f"ratio >= {RAY_GOAL}", True, {"n": ray["n"]}))
                 if "rows_per_s_after_start" in ray["stages"][stage]:
                     results.append(Result(f"scale {stage} ray (less its {ray['fixed_cost_s']} s start) vs local "
@@ -308,12 +397,13 @@ def verdict(result: Result) -> bool:
 
 
 def table(local: list[dict[str, Any]], rays: list[dict[str, Any]]) -> str:
-    lines = [f"{'executor':8} {'N':>9} {'stage':7} {'wall s':>8} {'rows/s':>9} {'driver MiB':>10} {'worker MiB':>10} "
-             f"{'sum MiB':>8}"]
+    lines = [f"{'executor':10} {'N':>9} {'stage':7} {'wall s':>8} {'rows/s':>9} {'driver MiB':>10} {'worker MiB':>10} "
+             f"{'sum MiB':>8} {'CPU s driver/workers':>20}"]
     for run in [*local, *rays]:
         for stage, m in run["stages"].items():
-            lines.append(f"{run['executor']:8} {run['n']:>9} {stage:7} {m['wall_s']:>8.1f} {m['rows_per_s']:>9.0f} "
-                         f"{m['driver_peak_mib']:>10.0f} {m['worker_peak_mib']:>10.0f} {m['sum_peak_mib']:>8.0f}")
+            lines.append(f"{run['executor']:10} {run['n']:>9} {stage:7} {m['wall_s']:>8.1f} {m['rows_per_s']:>9.0f} "
+                         f"{m['driver_peak_mib']:>10.0f} {m['worker_peak_mib']:>10.0f} {m['sum_peak_mib']:>8.0f} "
+                         f"{m.get('driver_cpu_s', 0):>10.1f}/{m.get('workers_cpu_s', 0):<9.1f}")
     return "\n".join(lines)
 
 
@@ -326,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="stages to measure, comma-separated (the input of the first is made once and kept)")
     ap.add_argument("--ray", action="store_true", help="also run the stages on a local Ray with 2 workers")
     ap.add_argument("--ray-sizes", default="10000", help="pool sizes of the Ray runs, comma-separated")
+    ap.add_argument("--ray-mode", choices=("new", "joined", "both"), default="both",
+                    help="new: each stage starts its own Ray; joined: the stages join one started before them")
     ap.add_argument("--simulate", default="", metavar="ROWS[,ROWS]", help="rows of the synthetic manifests")
     ap.add_argument("--json", type=Path, help="write the results here (default: CACHE/results-DATE.json)")
     ap.add_argument("--repeats", type=int, default=1, help="ignored: every stage runs once per N (minutes each)")
@@ -342,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = {x.strip() for x in args.stages.split(",")} - set(STAGES)
     if unknown or not stages:
         ap.error(f"--stages: choose among {', '.join(STAGES)} (got {args.stages!r})")
-    report = run_all(sizes, ray_sizes, sims, stages)
+    report = run_all(sizes, ray_sizes, sims, args.ray_mode, stages)
     target = args.json or tools.CACHE / f"results-{report['date']}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n")
@@ -350,12 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int],
+def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int], ray_mode: str = "both",
             stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     """Everything asked for; prints the table and the goals; returns the report."""
     started = time.time()
     local = [run_size(n, "local", stages) for n in sizes]
-    rays = [run_size(n, "ray", stages) for n in ray_sizes]
+    rays = [run_size(n, "ray", stages) for n in ray_sizes] if ray_mode in ("new", "both") else []
     if rays:
         fixed = ray_fixed_cost()
         log(f"ray fixed cost (start, one task per worker, shutdown): {fixed} s")
@@ -363,6 +455,16 @@ def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int],
             ray["fixed_cost_s"] = fixed
             for m in ray["stages"].values():  # an estimate: the rate once Ray runs
                 m["rows_per_s_after_start"] = round(ray["n"] / max(m["wall_s"] - fixed, 1e-3), 1)
+    if ray_sizes and ray_mode in ("joined", "both"):
+        cluster = Cluster()
+        log(f"ray start --head --num-cpus 2: {cluster.start_s} s (once, before the joined runs)")
+        try:
+            joined = [run_size(n, "ray-joined", stages, cluster) for n in ray_sizes]
+        finally:
+            cluster.stop()
+        for ray in joined:
+            ray["cluster_start_s"] = cluster.start_s
+        rays += joined
     sims = [simulate(rows) for rows in simulate_rows]
     results = goals(local, rays, sims)
     if local or rays:

@@ -9,10 +9,19 @@ retries are off, so retries count the same on either executor.
 With ``address`` None or ``auto`` we join a Ray already running on this machine or start a local
 one (``workers`` CPUs); any other address is a cluster to connect to, whose workers must have
 imgnet-tools installed. We shut Ray down afterwards only if we started it.
+
+Where Ray's time goes on one machine (measured, BENCHMARKS.md "Ray"): starting a local Ray is a
+fixed cost of seconds (seven processes that each import Ray); each new connection (a Ray job) gets
+new worker processes, which import Ray and then the stage's modules. So a stage connects once
+(the shared-folder probe's connection is kept for the run, :func:`check_shared_folders`), Ray
+starts lean (no dashboard, no usage-stats report, worker logs not forwarded, Ray's INFO lines
+not printed), and a run can warm its workers' imports while the driver plans
+(:meth:`RayRunner.prewarm`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -35,24 +44,45 @@ def _ray() -> Any:
     return ray
 
 
+class _Lent:
+    """A connection :func:`check_shared_folders` made and left open for the stage's run (its
+    address), so a stage connects to the cluster once, not twice: each connection is a Ray job
+    with worker processes of its own to start."""
+
+    address: "str | None | bool" = False  # False: none lent
+
+
+def _init(ray: Any, **options: Any) -> None:
+    """``ray.init``, lean: no usage-stats report (a user may still turn it on in the environment),
+    worker output not forwarded, Ray's own INFO lines not printed (warnings still are)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(log_to_driver=False, logging_level=logging.WARNING, **options)
+
+
 def connect(params: ExecutorParams) -> bool:
-    """Initialise Ray unless it already is; return True when we initialised it here. ``auto``
-    joins a cluster running on this node (``ray start``) when there is one, else starts one."""
+    """Initialise Ray unless it already is; return True when we initialised it here (or take over
+    the connection the stage's shared-folder probe made). ``auto`` joins a cluster running on this
+    node (``ray start``) when there is one, else starts one."""
     ray = _ray()
+    lent, _Lent.address = _Lent.address, False
     if ray.is_initialized():
-        return False
+        if lent is False:
+            return False
+        if lent == params.address:
+            return True
+        ray.shutdown()  # lent for another address (a stage that failed before its run): not ours to keep
     if params.address == "auto":
         try:
-            ray.init(address="auto", log_to_driver=False)
+            _init(ray, address="auto")
             return True
         except ConnectionError:
             pass  # none running: start one here
     address = None if params.address in (None, "auto", "local") else params.address
     try:
         if address is None:
-            ray.init(num_cpus=params.n_workers(), include_dashboard=False, log_to_driver=False)
+            _init(ray, num_cpus=params.n_workers(), include_dashboard=False)
         else:
-            ray.init(address=address, log_to_driver=False)
+            _init(ray, address=address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ImgnetError(f"could not connect to Ray at {params.address!r}: {exc}; check --address.") from exc
     return True
@@ -66,8 +96,16 @@ class RayRunner:
     def __init__(self, params: ExecutorParams) -> None:
         self._started = connect(params)
         ray = _ray()
-        cpus = int(ray.cluster_resources().get("CPU", 1) or 1)
-        self.window = max(2, 2 * cpus)
+        self.cpus = int(ray.cluster_resources().get("CPU", 1) or 1)
+        self.window = max(2, 2 * self.cpus)
+        self._warming: list[Any] = []
+
+    def prewarm(self, module: str | None) -> None:
+        """Have the workers import ``module`` now (one task per cluster CPU), so a new Ray job's
+        worker processes start and import while the driver reads and plans. Returns at once."""
+        if module and module.startswith("imgnet_tools."):
+            warm = _ray().remote(num_cpus=1, max_retries=0)(_import)
+            self._warming = [warm.remote(module) for _ in range(self.cpus)]
 
     def run(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
             timeout: "float | Callable[[Any], float | None] | None" = None) -> Iterator[Finished | Died]:
@@ -108,9 +146,17 @@ class RayRunner:
             return Died(task_id, "crashed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
     def close(self) -> None:
+        self._warming = []
         if self._started:
             _ray().shutdown()
             self._started = False
+
+
+def _import(module: str) -> None:
+    """Run on a worker: import ``module`` (a warm-up task of :meth:`RayRunner.prewarm`)."""
+    import importlib
+
+    importlib.import_module(module)
 
 
 def _write_probe(target: str) -> str:
@@ -132,7 +178,7 @@ def check_shared_folders(folders: "Iterable[str | os.PathLike[str] | None]", par
         joined = False
     elif params.address == "auto":
         try:
-            ray.init(address="auto", log_to_driver=False)
+            _init(ray, address="auto")
         except ConnectionError:
             return  # none running: the stage starts its own Ray, on this machine
         joined = True
@@ -142,9 +188,12 @@ def check_shared_folders(folders: "Iterable[str | os.PathLike[str] | None]", par
         for folder in folders:
             if folder is not None:
                 _probe(Path(folder))
-    finally:
+    except BaseException:
         if joined:
             ray.shutdown()
+        raise
+    if joined:  # kept for the stage's run, which takes it over (connect) and shuts it down
+        _Lent.address = params.address
 
 
 def check_shared_folder(folder: str | os.PathLike[str], params: ExecutorParams) -> None:

@@ -69,6 +69,12 @@ class Warm:
     pool: Pool | None = None
     starting: threading.Thread | None = None
     taken: bool = False
+    ray: Any = None  # a RayRunner whose workers are importing the tasks' module (Ray's tasks run asynchronously)
+
+    def take_ray(self) -> Any:
+        """The Ray runner warm_pool started (then it is no longer ours to close), or None."""
+        runner, self.ray = self.ray, None
+        return runner
 
     def take(self, workers: int) -> Pool | None:
         """The pool when it has ``workers`` workers (then it is no longer ours to close)."""
@@ -85,13 +91,19 @@ class Warm:
 def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> Iterator[Warm]:
     """Start the local pool's worker processes now, in a thread, for a later
     ``stream_tasks(fn, ..., params, warm=...)``: the caller's own set-up (reading a manifest,
-    planning) goes on meanwhile. A pool no run took is closed on leaving the block. Nothing is
-    started for Ray or an inline run."""
+    planning) goes on meanwhile. A pool no run took is closed on leaving the block. On Ray it
+    connects now and has every worker import ``fn``'s module (tasks that run while the caller
+    goes on). Nothing is started for an inline run."""
     warm = Warm()
     if params.executor == "local" and not params.inline:
         warm.pool = Pool(params.n_workers(), preload=fn.__module__)
         warm.starting = threading.Thread(target=warm.pool.start, name="imgnet-warm-pool", daemon=True)
         warm.starting.start()
+    elif params.executor == "ray":
+        from imgnet_tools.execute.ray_executor import RayRunner
+
+        warm.ray = RayRunner(params)
+        warm.ray.prewarm(fn.__module__)
     try:
         yield warm
     finally:
@@ -99,6 +111,8 @@ def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams
             warm.starting.join()
         if warm.pool is not None and not warm.taken:
             warm.pool.close()
+        if warm.ray is not None:
+            warm.take_ray().close()
 
 
 def stream_tasks(fn: Callable[[T], R], items: Iterable[T], params: ExecutorParams = ExecutorParams(),
@@ -186,7 +200,7 @@ def _runner(preload: str | None, params: ExecutorParams, warm: Warm | None) -> t
     if params.executor == "ray":
         from imgnet_tools.execute.ray_executor import RayRunner
 
-        ray_runner = RayRunner(params)
+        ray_runner = (warm.take_ray() if warm is not None else None) or RayRunner(params)
         return ray_runner, ray_runner.close
     pool = warm.take(params.n_workers()) if warm is not None else None
     pool = pool or Pool(params.n_workers(), preload=preload)
