@@ -6,9 +6,10 @@ ran past its time limit and was cancelled) comes back as :class:`~imgnet_tools.e
 for :mod:`.tasks` to retry, and an exception raised by a task is raised here. Ray's own task
 retries are off, so retries count the same on either executor.
 
-With ``address`` None or ``auto`` we join a Ray already running on this machine or start a local
-one (``workers`` CPUs); any other address is a cluster to connect to, whose workers must have
-imgnet-tools installed. We shut Ray down afterwards only if we started it.
+With ``address`` None we start a local Ray of our own (``workers`` CPUs), even when another one
+is reachable (a ``ray start`` cluster, ``RAY_ADDRESS``, a stale address file); ``auto`` joins a Ray
+already running on this machine, else starts one; any other address is a cluster to connect to,
+whose workers must have imgnet-tools installed. We shut Ray down afterwards only if we started it.
 
 Where Ray's time goes on one machine (measured, BENCHMARKS.md "Ray"): starting a local Ray is a
 fixed cost of seconds (seven processes that each import Ray); each new connection (a Ray job) gets
@@ -80,7 +81,9 @@ def connect(params: ExecutorParams) -> bool:
     address = None if params.address in (None, "auto", "local") else params.address
     try:
         if address is None:
-            _init(ray, num_cpus=params.n_workers(), include_dashboard=False)
+            # "local": a new Ray, never one found through RAY_ADDRESS or an address file (Ray would
+            # join that and refuse num_cpus)
+            _init(ray, address="local", num_cpus=params.n_workers(), include_dashboard=False)
         else:
             _init(ray, address=address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
