@@ -115,14 +115,20 @@ def stage_commands(pool: Path, run: Path, executor: str) -> dict[str, list[str]]
             "shard": [imgnet, "shard", manifest, "--out", str(run / "shards"), *exe]}
 
 
-def run_size(n: int, executor: str) -> dict[str, Any]:
-    """The four stages on the pool of ``n`` images, from scratch; per-stage measurements."""
+def run_size(n: int, executor: str, only: tuple[str, ...] = STAGES) -> dict[str, Any]:
+    """The four stages on the pool of ``n`` images, from scratch; per-stage measurements (of the stages in
+    ``only``: the earlier ones run untimed, to make their inputs; the later ones not at all)."""
     pool = tools.ensure_pool(n, log=log)
     run = tools.CACHE / "runs" / f"{n}-{executor}"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     stages = {}
     for stage, cmd in stage_commands(pool, run, executor).items():
+        if stage not in only:
+            if STAGES.index(stage) < max(STAGES.index(s) for s in only):
+                log(f"{executor} N={n}: {stage} (untimed input) ...")
+                subprocess.run(cmd, stdout=subprocess.DEVNULL, env=_env(), check=True)
+            continue
         log(f"{executor} N={n}: {stage} ...")
         got = measure(cmd, f"{stage} N={n}")
         got["rows_per_s"] = round(n / got["wall_s"], 1)
@@ -238,7 +244,7 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
         by_n = {r["n"]: r for r in local}
         big = max(by_n)
         ref = 100_000 if 100_000 in by_n and big > 100_000 else min(by_n)
-        for stage in STAGES:
+        for stage in by_n[big]["stages"]:
             a, b = by_n[big]["stages"][stage], by_n[ref]["stages"][stage]
             results.append(Result(f"scale {stage} driver peak RSS N={big} vs N={ref}", a["driver_peak_mib"],
                                   b["driver_peak_mib"], "MiB", f"ratio <= {RSS_GOAL_RATIO} and ours <= {RSS_GOAL_MIB:.0f} MiB",
@@ -253,7 +259,7 @@ def goals(local: list[dict[str, Any]], rays: list[dict[str, Any]], sims: list[di
     for ray in rays:
         mine = next((r for r in local if r["n"] == ray["n"]), None)
         if mine is not None:
-            for stage in STAGES:
+            for stage in ray["stages"]:
                 theirs = mine["stages"][stage]["rows_per_s"]
                 results.append(Result(f"scale {stage} ray vs local N={ray['n']}", ray["stages"][stage]["rows_per_s"],
                                       theirs, "rows/s", f"ratio >= {RAY_GOAL}", True, {"n": ray["n"]}))
@@ -295,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ray", action="store_true", help="also run the stages on a local Ray with 2 workers")
     ap.add_argument("--ray-sizes", default="10000", help="pool sizes of the Ray runs, comma-separated")
     ap.add_argument("--simulate", default="", metavar="ROWS[,ROWS]", help="rows of the synthetic manifests")
+    ap.add_argument("--stages", default=",".join(STAGES), help="stages to measure, comma-separated (the earlier "
+                    "ones run untimed to make their inputs)")
     ap.add_argument("--json", type=Path, help="write the results here (default: CACHE/results-DATE.json)")
     ap.add_argument("--repeats", type=int, default=1, help="ignored: every stage runs once per N (minutes each)")
     ap.add_argument("--child", nargs=3, metavar=("PART", "MANIFEST", "WORK"), help=argparse.SUPPRESS)
@@ -306,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip() and int(s) > 0})
     ray_sizes = sorted({int(s) for s in args.ray_sizes.split(",") if s.strip() and int(s) > 0}) if args.ray else []
     sims = sorted({int(s) for s in args.simulate.split(",") if s.strip() and int(s) > 0})
-    report = run_all(sizes, ray_sizes, sims)
+    only = tuple(s for s in STAGES if s in args.stages.split(","))
+    if not only or set(args.stages.split(",")) - set(STAGES):
+        ap.error(f"--stages takes some of {','.join(STAGES)}")
+    report = run_all(sizes, ray_sizes, sims, only)
     target = args.json or tools.CACHE / f"results-{report['date']}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n")
@@ -314,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int]) -> dict[str, Any]:
+def run_all(sizes: list[int], ray_sizes: list[int], simulate_rows: list[int],
+            only: tuple[str, ...] = STAGES) -> dict[str, Any]:
     """Everything asked for; prints the table and the goals; returns the report."""
     started = time.time()
-    local = [run_size(n, "local") for n in sizes]
-    rays = [run_size(n, "ray") for n in ray_sizes]
+    local = [run_size(n, "local", only) for n in sizes]
+    rays = [run_size(n, "ray", only) for n in ray_sizes]
     if rays:
         fixed = ray_fixed_cost()
         log(f"ray fixed cost (start, one task per worker, shutdown): {fixed} s")
