@@ -21,9 +21,10 @@ What it does to ``manifest.parquet`` (rewritten atomically; source images are on
 * ``dedup.json`` (written last) records the parameters, counts and a fingerprint of the input,
   which :func:`outputs_complete` uses to tell whether a re-run would change anything.
 
-Memory: the search needs every hash at once, so the driver holds compact numpy columns, about 60
-bytes a row (:class:`_Columns`); keys are read only for the rows that end up in a cluster. The
-manifest itself is read and written chunk by chunk.
+Memory: the search needs every hash at once, so the driver holds compact numpy columns, 40 bytes
+a row (:class:`_Columns`), and during the search about 60 more (docs/CONTRACTS.md "Memory per
+row"); keys are read only for the rows that end up in a cluster. The manifest itself is read and
+written chunk by chunk.
 
 Why the default threshold is 8: see :data:`DEFAULT_THRESHOLD`.
 """

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+START_SLICE = 1 << 16  # block values whose start positions are found at once
 DENSE_MAX_BITS = 24  # blocks up to this width are indexed by a dense table (2**24 int64 = 128 MiB)
 TARGET_PROBES = 1 << 21  # probes (plus the rows they find, if hashes were spread) per chunk of queries
 #: Rows found by a chunk's probes are verified this many at a time (about 80 bytes each while verified).
 #: Real hashes are not spread evenly (flat or similar images share block values), so the rows a
 #: chunk's probes find can be many times the modelled count; pieces keep memory bounded whatever
 #: the data (a piece grows past this only by the rows of its last probe: one block value's rows).
-CANDIDATES_PER_PIECE = 1 << 19
+CANDIDATES_PER_PIECE = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,21 @@ class _BlockIndex:
 
     def __init__(self, values: np.ndarray, width: int) -> None:
         small = np.int32 if len(values) < 2**31 else np.int64
+        if width <= 32:
+            values = values.astype(np.uint32)  # 4 bytes a row while the index is built
         self.order = np.argsort(values, kind="stable").astype(small)
         self.dense = width <= DENSE_MAX_BITS
+        ordered = values[self.order]
+        del values
         if self.dense:
-            counts = np.bincount(values.astype(np.int64), minlength=1 << width)
-            self.occupied = np.packbits(counts > 0, bitorder="little")
-            self.start = np.zeros((1 << width) + 1, dtype=small)  # summed in place: no 8-byte copies
-            np.cumsum(counts, dtype=small, out=self.start[1:])
+            # start[v] = rows with a value below v, a slice of v at a time: no 2**width table of 8-byte counts
+            self.start = np.empty((1 << width) + 1, dtype=small)
+            for v in range(0, (1 << width) + 1, START_SLICE):
+                wanted = np.arange(v, min(v + START_SLICE, (1 << width) + 1), dtype=np.uint32)
+                self.start[v:v + len(wanted)] = np.searchsorted(ordered, wanted, side="left")
+            self.occupied = np.packbits(self.start[1:] > self.start[:-1], bitorder="little")
         else:
-            self.sorted = values[self.order]
+            self.sorted = ordered
 
     def lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indices of probes that match some row, first position in ``order``, number of rows)."""
