@@ -105,7 +105,7 @@ class _BlockIndex:
             for v in range(0, (1 << width) + 1, START_SLICE):
                 wanted = np.arange(v, min(v + START_SLICE, (1 << width) + 1), dtype=np.uint32)
                 self.start[v:v + len(wanted)] = np.searchsorted(ordered, wanted, side="left")
-            self.occupied = np.packbits(self.start[1:] > self.start[:-1], bitorder="little")
+            self.occupied = np.packbits(np.greater(self.start[1:], self.start[:-1]), bitorder="little")
         else:
             self.sorted = ordered
 
