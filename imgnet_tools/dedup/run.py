@@ -21,9 +21,10 @@ What it does to ``manifest.parquet`` (rewritten atomically; source images are on
 * ``dedup.json`` (written last) records the parameters, counts and a fingerprint of the input,
   which :func:`outputs_complete` uses to tell whether a re-run would change anything.
 
-Memory: the search needs every hash at once, so the driver holds compact numpy columns, about 60
-bytes a row (:class:`_Columns`); keys are read only for the rows that end up in a cluster. The
-manifest itself is read and written chunk by chunk.
+Memory: the search needs every hash at once, so the driver holds compact numpy columns, 40 bytes
+a row (:class:`_Columns`), and during the search about 60 more (docs/CONTRACTS.md "Memory per
+row"); keys are read only for the rows that end up in a cluster. The manifest itself is read and
+written chunk by chunk.
 
 Why the default threshold is 8: see :data:`DEFAULT_THRESHOLD`.
 """
@@ -358,32 +359,49 @@ class _Clusters:
 
 
 def _edges(cols: _Columns, cand: "np.ndarray", threshold: int, threads: int) -> tuple["np.ndarray", "np.ndarray"]:
-    """Edges (indices into ``cand``) linking equal sha256, equal phash and near phash rows."""
+    """Edges (indices into ``cand``) linking equal sha256, equal phash and near phash rows.
+
+    Each kind of edge is found in its own function, so its temporaries (several 8-byte arrays a
+    row) are freed before the next one runs: the near search holds only the distinct hashes.
+    """
     import numpy as np
 
     from imgnet_tools.dedup.search import near_pairs
 
-    left, right = [], []
+    left, right = _same_sha(cols, cand)
+    values, first_p, same_left, same_right = _same_phash(cols, cand)
+    i, j = near_pairs(values, threshold, threads=threads)
+    del values
+    return (np.concatenate([left, same_left, first_p[i]]), np.concatenate([right, same_right, first_p[j]]))
+
+
+def _same_sha(cols: _Columns, cand: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+    """Edges linking each candidate with a sha256 to the first candidate with the same sha256."""
+    import numpy as np
+
     with_sha = np.flatnonzero(cols.has_sha[cand])
-    if len(with_sha):
-        hi, lo = cols.sha_hi[cand][with_sha], cols.sha_lo[cand][with_sha]
-        order = np.lexsort((lo, hi))
-        new_group = np.ones(len(order), dtype=bool)
-        new_group[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
-        first = order[np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))]
-        linked = first != order  # a row's link to itself is no edge (and 16 bytes a row)
-        left.append(with_sha[first[linked]])
-        right.append(with_sha[order[linked]])
+    if not len(with_sha):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    hi, lo = cols.sha_hi[cand][with_sha], cols.sha_lo[cand][with_sha]
+    order = np.lexsort((lo, hi))
+    new_group = np.ones(len(order), dtype=bool)
+    new_group[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
+    first = order[np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))]
+    linked = first != order  # a row's link to itself is no edge (and 16 bytes a row)
+    return with_sha[first[linked]], with_sha[order[linked]]
+
+
+def _same_phash(cols: _Columns, cand: "np.ndarray"
+                ) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
+    """The distinct hashes, the first candidate of each, and edges linking equal hashes to it."""
+    import numpy as np
+
     values, first_p, inv = np.unique(cols.phash[cand], return_index=True, return_inverse=True)
     to_first = first_p[inv]
+    del inv
     linked = np.flatnonzero(to_first != np.arange(len(cand)))
-    left.append(to_first[linked])
-    right.append(linked)
-    del to_first, inv
-    i, j = near_pairs(values, threshold, threads=threads)
-    left.append(first_p[i])
-    right.append(first_p[j])
-    return np.concatenate(left), np.concatenate(right)
+    return values, first_p, to_first[linked], linked
 
 
 def _search(params: DedupParams, cols: _Columns, manifest: str, size: int) -> _Clusters:
@@ -584,6 +602,7 @@ def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) ->
             clusters = _search(params, cols, params.manifest, size)
             result.search_seconds = round(time.perf_counter() - t0, 3)
             del cols
+            _release_freed_memory()
             result.duplicates, result.exact_duplicates, result.near_duplicates = _write(params, size, store, clusters)
     except OSError as exc:
         raise ImgnetError(f"writing {params.manifest} failed: {exc.strerror or exc}; free space or fix the problem "
@@ -601,6 +620,18 @@ def dedup(params: DedupParams, progress: Callable[[int], None] | None = None) ->
     validate_json(doc, "dedup", SUMMARY_FILE)
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(doc, indent=2) + "\n")
     return result
+
+
+def _release_freed_memory() -> None:
+    """Give the memory the search freed back to the system (glibc keeps freed blocks of up to 32 MB
+    in its heap), so the manifest writer's buffers (Arrow's own allocator) do not stack on top of it
+    and the driver's peak stays the search's. A no-op where the C library has no ``malloc_trim``."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _cluster_of(clusters: _Clusters, rows: "np.ndarray") -> list[int]:

@@ -20,6 +20,7 @@ releases the GIL in the heavy loops). No Python loop runs over pairs.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+START_SLICE = 1 << 16  # block values whose start positions are found at once
 DENSE_MAX_BITS = 24  # blocks up to this width are indexed by a dense table (2**24 int64 = 128 MiB)
-TARGET_PROBES = 1 << 22  # probes (plus the rows they find) per chunk: bounds memory (~ a few hundred MB at most)
+TARGET_PROBES = 1 << 21  # probes (plus the rows they find, if hashes were spread) per chunk of queries
+#: Rows found by a chunk's probes are verified this many at a time (about 80 bytes each while verified).
+#: Real hashes are not spread evenly (flat or similar images share block values), so the rows a
+#: chunk's probes find can be many times the modelled count; pieces keep memory bounded whatever
+#: the data (a piece grows past this only by the rows of its last probe: one block value's rows).
+CANDIDATES_PER_PIECE = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -86,14 +93,21 @@ class _BlockIndex:
 
     def __init__(self, values: np.ndarray, width: int) -> None:
         small = np.int32 if len(values) < 2**31 else np.int64
+        if width <= 32:
+            values = values.astype(np.uint32)  # 4 bytes a row while the index is built
         self.order = np.argsort(values, kind="stable").astype(small)
         self.dense = width <= DENSE_MAX_BITS
+        ordered = values[self.order]
+        del values
         if self.dense:
-            counts = np.bincount(values.astype(np.int64), minlength=1 << width)
-            self.occupied = np.packbits(counts > 0, bitorder="little")
-            self.start = np.concatenate([[0], np.cumsum(counts)]).astype(small)
+            # start[v] = rows with a value below v, a slice of v at a time: no 2**width table of 8-byte counts
+            self.start = np.empty((1 << width) + 1, dtype=small)
+            for v in range(0, (1 << width) + 1, START_SLICE):
+                wanted = np.arange(v, min(v + START_SLICE, (1 << width) + 1), dtype=np.uint32)
+                self.start[v:v + len(wanted)] = np.searchsorted(ordered, wanted, side="left")
+            self.occupied = np.packbits(np.greater(self.start[1:], self.start[:-1]), bitorder="little")
         else:
-            self.sorted = values[self.order]
+            self.sorted = ordered
 
     def lookup(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indices of probes that match some row, first position in ``order``, number of rows)."""
@@ -124,6 +138,7 @@ def _search_chunk(h: np.ndarray, block: Block, index: _BlockIndex, masks: np.nda
 
     Each pair is generated once: a flip mask links block values ``v`` and ``v ^ mask``, so only
     the side with the smaller value probes (``v ^ mask > v``); equal values (mask 0) keep ``i < j``.
+    The rows the probes find are verified :data:`CANDIDATES_PER_PIECE` at a time (see there).
     """
     vtype = np.uint32 if block.width <= 32 else np.uint64
     values = ((h[queries] >> np.uint64(block.shift)) & np.uint64((1 << block.width) - 1)).astype(vtype)
@@ -132,10 +147,27 @@ def _search_chunk(h: np.ndarray, block: Block, index: _BlockIndex, masks: np.nda
     upward[:, 0] = True  # mask 0: same value, filtered by index below
     flat = np.flatnonzero(upward)  # probe p is (query p // len(masks), mask p % len(masks))
     found, lo, count = index.lookup(probes.ravel()[flat])
+    del values, probes, upward
     flat = flat[found]
+    query, flipped = queries[flat // len(masks)], flat % len(masks) != 0
+    del flat, found
+    ends = np.cumsum(count)
+    # pieces of consecutive probes finding about CANDIDATES_PER_PIECE rows together
+    cuts = np.unique(np.searchsorted(ends, np.arange(0, int(ends[-1]) if len(ends) else 0, CANDIDATES_PER_PIECE),
+                                     side="right"))
+    bounds = [*cuts.tolist(), len(ends)] if len(cuts) and cuts[0] == 0 else [0, *cuts.tolist(), len(ends)]
+    pieces = [_verify(h, index, query[a:b], flipped[a:b], lo[a:b], count[a:b], k)
+              for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+
+
+def _verify(h: np.ndarray, index: _BlockIndex, query: np.ndarray, flipped: np.ndarray, lo: np.ndarray,
+            count: np.ndarray, k: int) -> np.ndarray:
+    """Pairs within ``k`` bits among the rows probe ``p`` found (``order[lo[p]:lo[p] + count[p]]``)
+    and its query row ``query[p]`` (``flipped``: found by a flip mask, else by the same value)."""
     cand = index.order[_expand(lo, count)]
-    qi = np.repeat(queries[flat // len(masks)], count)
-    keep = np.repeat(flat % len(masks) != 0, count) | (cand > qi)
+    qi = np.repeat(query, count)
+    keep = np.repeat(flipped, count) | (cand > qi)
     qi, cand = qi[keep], cand[keep]
     close = np.bitwise_count(h[qi] ^ h[cand]) <= k
     qi, cand = qi[close].astype(np.int64), cand[close].astype(np.int64)
@@ -155,20 +187,20 @@ def near_pairs(hashes: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray
     if n < 2:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    tasks: list[tuple[Block, _BlockIndex, np.ndarray, int, int]] = []
-    for block in plan(n, k):
-        if block.radius < 0:
-            continue
-        masks = _flip_masks(block.width, block.radius)
-        values = (h >> np.uint64(block.shift)) & np.uint64((1 << block.width) - 1)
-        index = _BlockIndex(values, block.width)
-        # a chunk's arrays hold its probes and the rows they find, about n / 2**width rows a probe
-        # (3.4 for a 22-bit block of 14.2M hashes): both bound its size, so memory does not grow with n
-        step = max(1, int(TARGET_PROBES // (len(masks) * (1.0 + n / 2.0 ** block.width))))
-        tasks.extend((block, index, masks, start, min(n, start + step)) for start in range(0, n, step))
+    found: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        found = list(pool.map(lambda t: _search_chunk(h, t[0], t[1], t[2], np.arange(t[3], t[4], dtype=np.int64), k),
-                              tasks))
+        for block in plan(n, k):  # one block's index at a time: it is freed before the next is built
+            if block.radius < 0:
+                continue
+            masks = _flip_masks(block.width, block.radius)
+            index = _BlockIndex((h >> np.uint64(block.shift)) & np.uint64((1 << block.width) - 1), block.width)
+            # a chunk's arrays hold its probes and the rows they find, about n / 2**width rows a probe
+            # (3.4 for a 22-bit block of 14.2M hashes): both bound its size, so memory does not grow with n
+            step = max(1, int(TARGET_PROBES // (len(masks) * (1.0 + n / 2.0 ** block.width))))
+            search = functools.partial(_search_chunk, h, block, index, masks, k=k)
+            found.extend(pool.map(lambda start: search(np.arange(start, min(n, start + step), dtype=np.int64)),  # noqa: B023
+                                  range(0, n, step)))  # (consumed before the loop goes on)
+            del index
     codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
     return codes // n, codes % n
 

@@ -85,7 +85,12 @@ def iter_chunks(path: str | os.PathLike[str], name: str, chunk_rows: int,
     held = done = 0
     try:
         reader = pq.ParquetFile(path, page_checksum_verification=True)  # a flipped byte is an error, not a value
-        batches = reader.iter_batches(batch_size=chunk_rows, columns=present, use_threads=False)
+        # one batch reader per row group: a single one over the whole file keeps memory of every row
+        # group it has read (pyarrow 26: about the compressed size of high-entropy columns such as
+        # sha256 and phash, 3 MB per 65,536 manifest rows), so memory would grow with the file
+        batches = (batch for group in range(reader.num_row_groups)
+                   for batch in reader.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=present,
+                                                    use_threads=False))
         for batch in batches:
             pending.append(batch)
             held += batch.num_rows

@@ -40,6 +40,22 @@ def test_near_pairs_equal_brute_force(k: int) -> None:
     assert np.array_equal(i, bi) and np.array_equal(j, bj)
 
 
+@pytest.mark.parametrize("piece", [1, 7, 64])
+def test_skewed_hashes_verified_in_small_pieces_equal_brute_force(monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """Hashes crowded into few block values (like real flat images) find many rows a probe; verified
+    a few rows at a time (pieces ending inside and between probes), the pairs are still exactly all."""
+    import imgnet_tools.dedup.search as search
+
+    rng = np.random.default_rng(piece)
+    crowded = rng.integers(0, 16, size=1500, dtype=np.int64) * 0x0101_0101  # a handful of low bits set, many equal
+    hashes = np.concatenate([crowded, _with_planted_neighbours(900, 8, seed=piece)])
+    monkeypatch.setattr(search, "CANDIDATES_PER_PIECE", piece)
+    i, j = near_pairs(hashes, 8, threads=2)
+    bi, bj = _brute(hashes, 8)
+    assert len(bi) > 10_000
+    assert np.array_equal(i, bi) and np.array_equal(j, bj)
+
+
 def test_equal_hashes_are_distance_zero_pairs() -> None:
     hashes = np.array([5, 5, 5, -1, 7], dtype=np.int64)
     i, j = near_pairs(hashes, 0)
