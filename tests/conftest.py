@@ -83,3 +83,15 @@ def require(module: str) -> Any:
     except ImportError as exc:
         pytest.fail(f"{module} is needed by the tests and is not importable ({exc}); set up with `make test`.",
                     pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Any:
+    """One real local Ray per test module that asks for it (starting one takes seconds). Always a
+    new one (``address="local"``), never a cluster someone else left running on the machine; its
+    workers import this checkout's imgnet_tools."""
+    ray = require("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}})
+    yield ray
+    ray.shutdown()

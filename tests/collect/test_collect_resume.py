@@ -20,7 +20,6 @@ from imgnet_tools.manifest.parts import work_path
 from tests.collect_server import ServerThread
 from tests.conftest import REPO
 from tests.imagegen import jpeg_bytes
-from tests.conftest import require
 
 IMAGES = {f"p{i:03d}": jpeg_bytes(300 + i, (80, 60)) for i in range(120)}
 # Columns that differ between two runs of the same input by nature (when, and where on disk).
@@ -184,15 +183,6 @@ def test_a_second_run_on_the_same_folder_is_refused_while_one_is_running(server,
         thread.join(60)
     assert "error" not in first, first.get("error")
     assert first["result"].reasons == {"http_404": 1, "timeout": 1}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = require("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}})
-    yield ray
-    ray.shutdown()
 
 
 @pytest.mark.slow

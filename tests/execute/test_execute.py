@@ -18,7 +18,6 @@ from imgnet_tools.execute.chunked import Chunk, ChunkJob, Outcome, run_chunks
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.pool import Pool
 from imgnet_tools.execute.tasks import Done, Lost, WorkerLostError, run_tasks, stream_tasks, warm_pool
-from tests.conftest import require
 from tests.conftest import REPO
 
 TESTS = REPO / "tests"
@@ -208,16 +207,6 @@ def test_the_skeleton_takes_its_input_lazily() -> None:
 
 
 # --- Ray ------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One real local Ray for every Ray test in this module (starting one takes seconds)."""
-    ray = require("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS.parent), *sys.path])}})
-    yield ray
-    ray.shutdown()
-
 
 @pytest.mark.slow
 def test_ray_results_retries_deaths_and_errors(ray_session, tmp_path: Path) -> None:

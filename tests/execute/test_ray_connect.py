@@ -15,7 +15,7 @@ import pytest
 
 from imgnet_tools.execute.params import ExecutorParams
 from imgnet_tools.execute.tasks import run_tasks, warm_pool
-from tests.conftest import REPO, require
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +55,6 @@ def join(tmp_path: Path, address: str, env: dict[str, str] | None = None) -> dic
 
 def pid_of(_: int) -> int:
     return os.getpid()
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One real local Ray for this module (starting one takes seconds)."""
-    ray = require("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}})
-    yield ray
-    ray.shutdown()
 
 
 def test_a_stage_that_joins_a_cluster_connects_once_and_disconnects(ray_session, tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +21,6 @@ pytestmark = pytest.mark.slow
 
 # dedup.json is a record of the run: how it ran and how long it took; everything else in it must match.
 RUN_RECORD = {"params": ("executor", "address", "workers"), "result": ("hash_seconds", "search_seconds")}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One real local Ray for every test in this module (starting one takes seconds)."""
-    ray = pytest.importorskip("ray", reason="Ray is the optional [ray] extra; install imgnet-tools[ray]")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS.parent), *sys.path])}})
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
