@@ -238,7 +238,7 @@ def _hash_table(rows: list[tuple[Any, ...]]) -> "pa.Table":
 
 @dataclass
 class _Columns:
-    """What the search and the keep policy need of every row, as numpy arrays (about 60 bytes a row)."""
+    """What the search and the keep policy need of every row, as numpy arrays (36 bytes a row)."""
 
     candidate: "np.ndarray"   # bool: usable and hashed
     phash: "np.ndarray"       # int64

@@ -125,3 +125,45 @@ def test_components_match_a_plain_union_find(seed: int) -> None:
 
 def test_components_without_edges_are_singletons() -> None:
     assert components(4, np.array([], dtype=np.int64), np.array([], dtype=np.int64)).tolist() == [0, 1, 2, 3]
+
+
+def test_equal_value_grouping_matches_np_unique():
+    """_same_phash and _same_sha group equal values as np.unique would: the same distinct values, the
+    first occurrence of each, and every repeated row linked to that first occurrence (runs of 2..50)."""
+    from imgnet_tools.dedup.run import _Columns, _same_phash, _same_sha
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    base = rng.integers(0, 2**63, size=3_000, dtype=np.int64).astype(np.uint64)
+    phash = base[rng.integers(0, len(base), size=n)]  # many runs, some long
+    phash[::97] = rng.integers(0, 2**63, size=len(phash[::97]), dtype=np.int64).astype(np.uint64)
+    sha_hi = phash.copy()
+    sha_lo = phash ^ np.uint64(12345)
+    sha_lo[::5] += np.uint64(1)  # same hi, different lo: not the same digest
+    has_sha = rng.random(n) > 0.1
+    cols = _Columns(np.ones(n, bool), phash, sha_hi, sha_lo, has_sha, np.zeros(n, np.int32), np.zeros(n, np.int32),
+                    np.zeros(n, np.int16), ["train"])
+    cand = np.flatnonzero(rng.random(n) > 0.2).astype(np.int32)
+
+    values, first, left, right = _same_phash(cols, cand)
+    want_values, want_first, inverse = np.unique(phash[cand], return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(first, want_first)
+    want_left = want_first[inverse]
+    linked = np.flatnonzero(want_left != np.arange(len(cand)))
+    assert sorted(zip(left.tolist(), right.tolist())) == sorted(zip(want_left[linked].tolist(), linked.tolist()))
+
+    left, right = _same_sha(cols, cand)
+    got = sorted(zip(left.tolist(), right.tolist()))
+    expected = []
+    firsts: dict[tuple[int, int], int] = {}
+    for position, row in enumerate(cand.tolist()):
+        if not has_sha[row]:
+            continue
+        digest = (int(sha_hi[row]), int(sha_lo[row]))
+        if digest in firsts:
+            expected.append((firsts[digest], position))
+        else:
+            firsts[digest] = position
+    assert got == sorted(expected)
+    assert len(expected) > 1000  # the data really has repeats
