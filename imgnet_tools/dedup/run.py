@@ -379,7 +379,7 @@ def _same_sha(cols: _Columns, cand: "np.ndarray") -> tuple["np.ndarray", "np.nda
     """Edges linking each candidate with a sha256 to the first candidate with the same sha256."""
     import numpy as np
 
-    with_sha = np.flatnonzero(cols.has_sha[cand]).astype(_index_type(len(cand)))
+    with_sha: "np.ndarray" = np.flatnonzero(cols.has_sha[cand]).astype(_index_type(len(cand)))
     rows = cand[with_sha]
     hi, lo = cols.sha_hi[rows], cols.sha_lo[rows]
     del rows
@@ -442,7 +442,7 @@ def _search(params: DedupParams, cols: _Columns, manifest: str, size: int) -> _C
 
     from imgnet_tools.dedup.search import components
 
-    cand = np.flatnonzero(cols.candidate).astype(_index_type(len(cols.candidate)))  # held throughout the search
+    cand: "np.ndarray" = np.flatnonzero(cols.candidate).astype(_index_type(len(cols.candidate)))  # held throughout the search
     left, right = _edges(cols, cand, params.threshold, params.n_workers())
     comp = components(len(cand), left, right)
     sizes = np.bincount(comp, minlength=len(cand))
