@@ -379,7 +379,9 @@ def _same_sha(cols: _Columns, cand: "np.ndarray") -> tuple["np.ndarray", "np.nda
     """Edges linking each candidate with a sha256 to the first candidate with the same sha256."""
     import numpy as np
 
-    with_sha: "np.ndarray" = np.flatnonzero(cols.has_sha[cand]).astype(_index_type(len(cand)))
+    from imgnet_tools.dedup.search import index_type
+
+    with_sha: "np.ndarray" = np.flatnonzero(cols.has_sha[cand]).astype(index_type(len(cand)))
     rows = cand[with_sha]
     hi, lo = cols.sha_hi[rows], cols.sha_lo[rows]
     del rows
@@ -401,6 +403,8 @@ def _same_phash(cols: _Columns, cand: "np.ndarray"
     """
     import numpy as np
 
+    from imgnet_tools.dedup.search import index_type
+
     ph = cols.phash[cand]
     order = np.argsort(ph, kind="stable")
     ph = ph[order]
@@ -410,7 +414,7 @@ def _same_phash(cols: _Columns, cand: "np.ndarray"
     del ph
     first, member = _link_runs(order, new)
     # held while the near search runs: 4 bytes a hash where that fits
-    return values, order[new].astype(_index_type(len(cand))), first, member
+    return values, order[new].astype(index_type(len(cand))), first, member
 
 
 def _link_runs(order: "np.ndarray", new: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
@@ -430,19 +434,12 @@ def _link_runs(order: "np.ndarray", new: "np.ndarray") -> tuple["np.ndarray", "n
     return order[start], order[repeat]
 
 
-def _index_type(n: int) -> type:
-    """The narrowest integer type for positions into ``n`` rows."""
-    import numpy as np
-
-    return np.int32 if n < 2**31 else np.int64
-
-
 def _search(params: DedupParams, cols: _Columns, manifest: str, size: int) -> _Clusters:
     import numpy as np
 
-    from imgnet_tools.dedup.search import components
+    from imgnet_tools.dedup.search import components, index_type
 
-    cand: "np.ndarray" = np.flatnonzero(cols.candidate).astype(_index_type(len(cols.candidate)))  # held throughout the search
+    cand: "np.ndarray" = np.flatnonzero(cols.candidate).astype(index_type(len(cols.candidate)))  # held throughout the search
     left, right = _edges(cols, cand, params.threshold, params.n_workers())
     comp = components(len(cand), left, right)
     sizes = np.bincount(comp, minlength=len(cand))

@@ -92,7 +92,7 @@ class _BlockIndex:
     """
 
     def __init__(self, h: np.ndarray, shift: int, width: int) -> None:
-        small = np.int32 if len(h) < 2**31 else np.int64
+        small = index_type(len(h))
         values = _block_values(h, shift, width)
         self.order = np.argsort(values, kind="stable").astype(small)
         self.dense = width <= DENSE_MAX_BITS
@@ -120,6 +120,11 @@ class _BlockIndex:
         count = np.searchsorted(self.sorted, probes, side="right") - lo
         hit = np.flatnonzero(count)
         return hit, lo[hit].astype(np.int64), count[hit].astype(np.int64)
+
+
+def index_type(n: int) -> type[np.signedinteger]:
+    """The narrowest integer type for positions into ``n`` rows (4 bytes up to 2**31 rows)."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 VALUE_SLICE = 1 << 20  # hashes whose block values are taken at once
