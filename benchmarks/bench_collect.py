@@ -20,8 +20,12 @@ worker-process count (every core) and the same number of requests in flight (``I
 * the server's own limit: a bare aiohttp loop in P processes that reads every body and drops it.
 
 Checked after every run: both fetched all 10,000, and every stored image is byte-identical to the
-server's. Between runs (untimed) the output is removed and every dirty page written back
-(``os.sync()``), so a run's own syncs never wait for the previous run's data. Figures: images/s (median of ``repeats`` after a warm-up run of each).
+server's. Between runs (untimed) every dirty page is written back (``os.sync()``), so a run's own
+syncs never wait for the previous run's data. Outputs are kept until the end of the benchmark, not
+removed between runs: on ext4, creating a file or folder skips inodes freed in the last 60 s (300 s
+while their inode-table block is dirty; ``recently_deleted`` in ``fs/ext4/ialloc.c``), scanning each
+one, so removing a run's 20,000 files and folders made every later run's file creation several times
+slower (``perf``: 60% of a run's system time in that scan) and both tools slower round by round. Figures: images/s (median of ``repeats`` after a warm-up run of each).
 """
 
 from __future__ import annotations
@@ -206,8 +210,7 @@ def check_theirs(out: Path, served: dict[str, bytes]) -> int:
 
 
 def _settle() -> None:
-    """Untimed, between runs: write back every dirty page (the last run's images and the removal of
-    its folder), so that no run's own ``syncfs`` or write-back waits for the run before it (ours
+    """Untimed, between runs: write back every dirty page (the last run's images), so that no run's own ``syncfs`` or write-back waits for the run before it (ours
     makes each chunk durable before committing it; img2dataset syncs nothing and leaves ~1 GB dirty)."""
     os.sync()
     time.sleep(1.0)
@@ -242,8 +245,7 @@ def _compare(served: dict[str, bytes], server: Server, workers: int, repeats: in
                     counts["theirs"].add(check_theirs(out, served))
                 else:
                     seconds = run_bare(urls, workers)
-                shutil.rmtree(out, ignore_errors=True)
-                _settle()
+                _settle()  # the output stays until the end (see the module docstring)
                 if attempt:
                     times[side].append(seconds)
                 print(f"  {side} run {attempt}: {seconds:.2f} s ({len(urls) / seconds:.0f} images/s)",
