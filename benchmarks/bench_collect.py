@@ -25,7 +25,8 @@ syncs never wait for the previous run's data. Outputs are kept until the end of 
 removed between runs: on ext4, creating a file or folder skips inodes freed in the last 60 s (300 s
 while their inode-table block is dirty; ``recently_deleted`` in ``fs/ext4/ialloc.c``), scanning each
 one, so removing a run's 20,000 files and folders made every later run's file creation several times
-slower (``perf``: 60% of a run's system time in that scan) and both tools slower round by round. Figures: images/s (median of ``repeats`` after a warm-up run of each).
+slower (``perf``: 60% of a run's system time in that scan) and both tools slower round by round.
+Figures: images/s (median of ``repeats`` after a warm-up run of each).
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ def check_theirs(out: Path, served: dict[str, bytes]) -> int:
 
 
 def _settle() -> None:
-    """Untimed, between runs: write back every dirty page (the last run's images), so that no run's own ``syncfs`` or write-back waits for the run before it (ours
-    makes each chunk durable before committing it; img2dataset syncs nothing and leaves ~1 GB dirty)."""
+    """Untimed, between runs: write back every dirty page (the last run's images), so that no run's
+    own ``syncfs`` or write-back waits for the run before it (ours makes each chunk durable before
+    committing it; img2dataset syncs nothing and leaves ~1 GB dirty)."""
     os.sync()
     time.sleep(1.0)
 
