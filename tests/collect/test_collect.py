@@ -192,6 +192,43 @@ def test_cli_prints_a_summary_and_json(server, tmp_path: Path, invoke) -> None:
     assert doc["chunks_run"] == 0 and doc["tried"] == 0 and doc["status"] == {"pending": 1, "rejected": 1}
 
 
+def test_the_progress_line_on_a_terminal_shows_share_successes_failures_and_rate(server, tmp_path: Path) -> None:
+    """A real ``imgnet collect`` with stderr on a pseudo-terminal (the bar shows only on a terminal)."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    listing = tmp_path / "urls.csv"
+    listing.write_text(f"url,wnid\n{server.url('/img/img0')},n01440764\n{server.url('/404')},n01440764\n"
+                       f"{server.url('/img/img1')},n01440764\n")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "imgnet_tools", "collect", str(listing), "--out",
+                               str(tmp_path / "out"), "--allow-private-hosts", "--workers", "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
+    finally:
+        os.close(slave)
+    shown = b""
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: every writer of the terminal is gone and its output read
+            break
+        if not data:
+            break
+        shown += data
+    os.close(master)
+    assert done.returncode == 0, done.stdout
+    # the terminal turns the final newline into CR LF: the line shown last is the last non-blank one
+    last = [seg for seg in shown.decode().replace("\r\n", "\n").split("\r") if seg.strip()][-1]
+    assert re.search(r"collect: 100% 3/3 \| ok 2 \| failed 1 \(http_404 1\) \| \d+/s", last), shown
+    assert "3 rows in 1 chunks" in done.stdout  # the summary goes to stdout, the bar to the terminal only
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, invoke) -> None:
     listing = tmp_path / "no_url_column.csv"
     listing.write_text("path,wnid\na.jpg,n01440764\n")
