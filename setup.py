@@ -82,6 +82,6 @@ setup(
         # Reading the ILSVRC devkit's meta.mat (scan --val-id-map meta.mat).
         "ilsvrc": ["scipy>=1.10"],
     },
-    entry_points={"console_scripts": ["imgnet=imgnet_tools.cli.main:cli"]},
+    entry_points={"console_scripts": ["imgnet=imgnet_tools.cli.main:main"]},
     classifiers=["Programming Language :: Python :: 3", "Typing :: Typed"],
 )

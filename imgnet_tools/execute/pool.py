@@ -19,6 +19,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -51,6 +52,10 @@ class TaskError(Exception):
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """Run tasks from ``conn`` until told to stop: ``(fn, arg)`` in, ``(ok, value)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if "pyarrow" in sys.modules:  # the fork server's preload brought it: spare every worker a pandas import
+        from imgnet_tools.manifest.parquet import arrow_without_pandas
+
+        arrow_without_pandas()
     while True:
         try:
             message = conn.recv()
@@ -129,16 +134,30 @@ class Pool:
         its worker is killed (or a function of the task's argument giving that). A task that raises ends the run: :class:`TaskError` is raised (the
         other workers' tasks are abandoned and those workers replaced)."""
         self.start()
+        self._dispatch(fn, next_task, timeout)
         while True:
-            for worker in [w for w in self._workers if w.task is None]:
-                task = next_task()
-                if task is None:
-                    break
-                self._send(worker, task[0], (fn, task[1]), timeout)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
-            yield from self._wait(busy)
+            outcomes: list[Finished | Died] = []
+            try:
+                outcomes.extend(self._wait(busy))
+            except TaskError:
+                yield from outcomes  # results that came in before the failing one are still the caller's
+                raise
+            # Idle workers get their next task before the caller sees these outcomes: what the
+            # caller does with a result (commit it, plan the next chunk) no longer keeps a worker idle.
+            self._dispatch(fn, next_task, timeout)
+            yield from outcomes
+            self._dispatch(fn, next_task, timeout)  # tasks the caller queued meanwhile (retries, pieces)
+
+    def _dispatch(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
+                  timeout: Timeout) -> None:
+        for worker in [w for w in self._workers if w.task is None]:
+            task = next_task()
+            if task is None:
+                break
+            self._send(worker, task[0], (fn, task[1]), timeout)
 
     def _send(self, worker: _Worker, task: int, message: tuple[Any, Any], timeout: Timeout) -> None:
         """Give ``task`` to ``worker``; a worker found dead before it started is replaced, uncharged."""

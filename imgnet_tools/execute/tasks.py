@@ -88,22 +88,24 @@ class Warm:
 
 
 @contextlib.contextmanager
-def warm_pool(fn: Callable[..., object], params: ExecutorParams = ExecutorParams()) -> Iterator[Warm]:
+def warm_pool(fn: Callable[..., object] | str, params: ExecutorParams = ExecutorParams()) -> Iterator[Warm]:
     """Start the local pool's worker processes now, in a thread, for a later
     ``stream_tasks(fn, ..., params, warm=...)``: the caller's own set-up (reading a manifest,
     planning) goes on meanwhile. A pool no run took is closed on leaving the block. On Ray it
     connects now and has every worker import ``fn``'s module (tasks that run while the caller
-    goes on). Nothing is started for an inline run."""
+    goes on). Nothing is started for an inline run. ``fn`` may be given as its module's name,
+    so that the caller need not import that module (and what it imports) first."""
+    module = fn if isinstance(fn, str) else fn.__module__
     warm = Warm()
     if params.executor == "local" and not params.inline:
-        warm.pool = Pool(params.n_workers(), preload=fn.__module__)
+        warm.pool = Pool(params.n_workers(), preload=module)
         warm.starting = threading.Thread(target=warm.pool.start, name="imgnet-warm-pool", daemon=True)
         warm.starting.start()
     elif params.executor == "ray":
         from imgnet_tools.execute.ray_executor import RayRunner
 
         warm.ray = RayRunner(params)
-        warm.ray.prewarm(fn.__module__)
+        warm.ray.prewarm(module)
     try:
         yield warm
     finally:
@@ -166,9 +168,19 @@ class TaskRun(Generic[T, R]):
         if self._params.inline:
             yield from self._inline()
             return
+        primed: collections.deque[tuple[int, T]] = collections.deque()
+        if self._warm is not None and self._warm.starting is not None:
+            # The local pool is still starting (its fork server importing the tasks' module):
+            # make the first tasks meanwhile (a stage's first chunks: reading, planning).
+            while len(primed) < self._params.n_workers() and (task := self._next()) is not None:
+                primed.append(task)
+
+        def next_task() -> tuple[int, T] | None:
+            return primed.popleft() if primed else self._next()
+
         runner, close = _runner(self._preload, self._params, self._warm)
         try:
-            for outcome in runner.run(self._fn, self._next, self._timeout):
+            for outcome in runner.run(self._fn, next_task, self._timeout):
                 if isinstance(outcome, Finished):
                     self._forget(outcome.task)
                     yield Done(outcome.task, outcome.value)

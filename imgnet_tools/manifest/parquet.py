@@ -24,6 +24,54 @@ META_SCHEMA = b"imgnet.schema"
 META_VERSION = b"imgnet.format_version"
 
 
+def arrow_without_pandas() -> None:
+    """Let pyarrow find pandas missing in this process (a no-op when pandas is already imported).
+
+    pyarrow imports pandas, when it is installed (crowd-kit needs it), the first time it converts
+    Python objects (``pa.array``, ``Table.from_pylist``), to check for pandas objects: about 0.2 s
+    of CPU in every process that builds a table, for interop imgnet never uses (no stage calls
+    ``to_pandas`` or ``from_pandas``). pyarrow tries that import once per process, so one conversion
+    made while ``import pandas`` fails settles it; pandas itself stays importable. Only where
+    imgnet owns the whole process: the local pool's workers, and the ``imgnet`` console script
+    (:func:`own_process`; a library caller's process is left alone)."""
+    import sys
+
+    if "pandas" in sys.modules or _NoPandas.settled or not (_NoPandas.owned or multiprocessing_child()):
+        return
+    import pyarrow as pa
+
+    _NoPandas.settled = True
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def own_process() -> None:
+    """Say that this process is the ``imgnet`` console script's (see :func:`arrow_without_pandas`)."""
+    _NoPandas.owned = True
+
+
+def multiprocessing_child() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
+
+
+class _NoPandas:
+    """An import finder that refuses pandas (in place only while pyarrow makes its one try)."""
+
+    settled = False
+    owned = False
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] == "pandas":
+            raise ImportError("pandas is not used by imgnet")
+        return None
+
+
 def _arrow_type(spec: str) -> "pa.DataType":
     import pyarrow as pa
 

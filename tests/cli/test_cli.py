@@ -153,3 +153,57 @@ def test_a_command_whose_module_cannot_load_says_so(monkeypatch) -> None:  # typ
     res = CliRunner().invoke(main.cli, ["ghost", "--help"])
     assert res.exit_code == 1 and "`imgnet ghost` cannot be loaded" in res.stderr and "reinstall" in res.stderr
     assert "ghost" in CliRunner().invoke(main.cli, ["--help"]).stdout  # listed, not hidden
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    from tests.conftest import REPO
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_the_console_script_leaves_after_exit_handlers_with_its_status() -> None:
+    """``main`` ends with ``leave``: non-daemon threads joined, atexit handlers run, output
+    flushed, the status kept; only the interpreter's teardown is skipped."""
+    done = _python("import atexit, threading, time\n"
+                   "from imgnet_tools.cli.main import leave\n"
+                   "atexit.register(print, 'handler ran')\n"
+                   "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+                   "print('output')\n"
+                   "leave(3)\n")
+    assert (done.returncode, done.stdout) == (3, "output\nthread done\nhandler ran\n")
+    message = _python("from imgnet_tools.cli.main import leave\nleave('a message')\n")
+    assert (message.returncode, message.stderr) == (1, "a message\n")
+    usage = subprocess.run([sys.executable, "-m", "imgnet_tools", "no-such-command"], capture_output=True,
+                           text=True, timeout=60)
+    assert usage.returncode == 2 and "No such command" in usage.stderr
+
+
+def test_pyarrow_is_spared_pandas_only_in_processes_imgnet_owns() -> None:
+    """pyarrow imports pandas on its first conversion of Python objects (0.2 s); the console
+    script and the local pool's workers stop that, a library caller's process is left alone."""
+    done = _python("import sys\n"
+                   "import pyarrow as pa\n"
+                   "from imgnet_tools.manifest import parquet\n"
+                   "from imgnet_tools.execute.pool import Pool\n"
+                   "from tests.cli.test_cli import pandas_after_a_conversion\n"
+                   "parquet.arrow_without_pandas()\n"
+                   "assert not parquet._NoPandas.settled  # not ours: nothing done\n"
+                   "parquet.own_process()\n"
+                   "parquet.arrow_without_pandas()\n"
+                   "assert pa.table({'a': [1, 2]}).to_pylist() == [{'a': 1}, {'a': 2}]\n"
+                   "assert 'pandas' not in sys.modules\n"
+                   "pool = Pool(1, preload='imgnet_tools.collect.worker')\n"
+                   "tasks = iter([(0, None)])\n"
+                   "[worker] = list(pool.run(pandas_after_a_conversion, lambda: next(tasks, None)))\n"
+                   "pool.close(wait=True)\n"
+                   "import pandas\n"
+                   "print(worker.value, pandas.__name__)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False pandas\n"  # the worker built a table without pandas; pandas still imports
+
+
+def pandas_after_a_conversion(_: object) -> bool:
+    import pyarrow as pa
+
+    pa.array(["x"])
+    return "pandas" in sys.modules

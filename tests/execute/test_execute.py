@@ -270,3 +270,33 @@ def test_every_stage_on_a_joined_ray_probes_its_folders_and_leaves_no_probe(ray_
     shard(ShardParams(manifest=str(manifest), out=str(tmp_path / "shards"), size=4, **ray))
     assert set(probed) >= {work.resolve(), (tmp_path / "fixed").resolve(), (tmp_path / "shards").resolve()}
     assert not [p for p in tmp_path.rglob(".imgnet-probe-*")]
+
+
+def start_time(n: int) -> float:
+    """When the worker started task ``n`` (wall clock, comparable across processes)."""
+    return time.time()
+
+
+def test_an_idle_worker_gets_its_next_task_before_the_caller_handles_the_last_result() -> None:
+    """What the caller does with a result (a stage commits it and plans the next chunk) does not
+    keep the worker that made it idle: the pool hands that worker its next task first."""
+    pool = Pool(1)
+    tasks = iter([(0, 0), (1, 1)])
+    try:
+        outcomes = pool.run(start_time, lambda: next(tasks, None))
+        first = next(outcomes)
+        handled = time.time()
+        time.sleep(0.5)  # the caller busy with the first result
+        second = next(outcomes)
+    finally:
+        pool.close(wait=True)
+    assert (first.task, second.task) == (0, 1)
+    # task 1 was sent before the caller got task 0's result, so it started while the caller was
+    # busy (it would start 0.5 s after `handled` if the pool waited for the caller to ask again)
+    assert second.value < handled + 0.25
+
+
+def test_a_warm_pool_may_be_named_by_the_module_of_its_tasks() -> None:
+    with warm_pool(square_slowly.__module__, ExecutorParams(workers=2)) as warm:
+        assert run_tasks(square_slowly, range(5), ExecutorParams(workers=2), warm=warm) == [n * n for n in range(5)]
+        assert warm.taken
