@@ -27,8 +27,9 @@ Serves images from memory at ``/img/NAME`` and the fault endpoints the tests nee
 ``/optout-other/ID``           ``X-Robots-Tag: otherbot: noindex`` (not for us: fetched)
 ``/toggle/ID``                 503 until the test sets ``handlers.toggle_ok``, then the image
 
-Hits per path and the User-Agents seen are recorded. ``latency`` delays every response (the
-benchmark's stand-in for the internet). Run standalone for the benchmark::
+Hits per path, the User-Agents seen and the clients' (address, port) are recorded. ``latency``
+delays every response (the benchmark's stand-in for the internet). Run standalone for the
+benchmark::
 
     python -m tests.collect_server --images DIR --port P --latency 0.02 --procs 2
 """
@@ -83,6 +84,7 @@ class App:
         self.latency = latency
         self.hits: collections.Counter[str] = collections.Counter()
         self.agents: set[str] = set()
+        self.peers: set[tuple[str, int]] = set()  # the clients' (address, port): one per connection
         self.toggle_ok = False
         _gzip_bomb()
 
@@ -121,6 +123,8 @@ class App:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.hits[request.path] += 1
         self.agents.add(request.headers.get("User-Agent", ""))
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername")[:2])
         if self.latency:
             await asyncio.sleep(self.latency)
         response: web.StreamResponse = await handler(request)

@@ -9,7 +9,8 @@ Modules (one concern each):
               retries with backoff and jitter, manual redirects, X-Robots-Tag opt-outs, byte limit.
 ``store``     content checks (magic bytes, bomb limit) and content-addressed atomic storage
               ``DIR/ab/cd/<sha256>.<ext>``.
-``chunk``     one chunk as one task, in its own event loop: journal, fsync, the chunk's part.
+``chunk``     one chunk as one task, in the worker's event loop: journal, durability, the chunk's part.
+``worker``    what the local pool's fork server imports before it forks the workers.
 ``state``     the folder's layout, lock, fingerprint and run record (resume).
 ``assemble``  ``manifest.parquet`` from the parts; status and reason counts.
 ``run``       stage entry point: ``CollectParams`` / ``collect`` -> ``DIR/manifest.parquet``.

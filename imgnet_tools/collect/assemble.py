@@ -1,7 +1,9 @@
 """The final manifest, assembled chunk by chunk: the plan (or the earlier manifest) with each
-chunk's committed fetch results laid over it, written through ``manifest.stream.TableWriter``.
+chunk's fetch results laid over it, written through ``manifest.stream.TableWriter`` while the
+chunks are fetched (``run._StreamedManifest``).
 
-Memory is one chunk at a time plus 8 bytes per row for the keys handed out so far
+Memory is one chunk at a time (and at most 64 results that came in ahead of their turn) plus
+8 bytes per row for the keys handed out so far
 (:class:`~imgnet_tools.manifest.hashset.HashSet64`), so a 14-million-row list assembles in about
 115 MB. Rows keep the input's order. Keys are unique: a key that an earlier row already has (an
 image id listed twice) gets ``-r<position>`` (the row's position in the manifest) on every row
@@ -15,7 +17,6 @@ fetched is ``rejected`` with a ``path`` under ``DIR/_state/failed/`` that never 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,16 +122,6 @@ def count_rows(table: "pa.Table", status: collections.Counter[str], reasons: col
     for entry in pc.value_counts(table.column("reason")).to_pylist():
         if entry["values"] is not None:
             reasons[entry["values"]] += entry["counts"]
-
-
-def write_manifest(target: Path, tables: Iterator["pa.Table"]) -> int:
-    """Write the manifest chunk by chunk (atomically); its row count."""
-    from imgnet_tools.manifest.stream import TableWriter
-
-    with TableWriter(target, "manifest") as writer:
-        for table in tables:
-            writer.write(table)
-    return writer.rows
 
 
 def summarize(manifest: Path) -> tuple[dict[str, int], dict[str, int]]:

@@ -9,9 +9,11 @@ Within a chunk, resume is per URL: each finished URL is appended to the chunk's 
 work folder (a few lines at a time), so a worker killed half-way, the skeleton's retry of the
 chunk, or the next run after a kill fetches only what is not in it. A journalled stored body is
 trusted only if its file still holds the bytes its sha256 names (read back and hashed: a power
-cut may have lost it); :meth:`.store.ObjectStore.sync` then makes every file the result names
-durable before the result goes back to be committed. The driver removes a chunk's journal once
-its result is committed.
+cut may have lost it). Every file a result names is made durable before the result is committed:
+on Ray by the worker (:meth:`.store.ObjectStore.sync`, since the files may be on another node's
+disk), on the local pool by the driver's commit thread (``run._Committer``: one ``syncfs``, while
+the worker already fetches its next chunk; ``Settings.sync`` False). A chunk's journal is removed
+once its result is committed.
 
 A URL whose fetch kills the worker twice (the skeleton then runs each item alone) becomes a
 rejected row, ``internal_error`` (or ``timeout``, for a time limit), from :func:`lost_item`.
@@ -19,22 +21,17 @@ rejected row, ``internal_error`` (or ``timeout``, for a time limit), from :func:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
+import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# This module runs in the workers only (the stage imports it lazily, never ``imgnet --help``), and
-# the local pool's fork server imports it before it forks them: aiohttp and pyarrow are imported
-# here, at the top, so every worker starts with them loaded instead of importing them on its first
-# chunk (about 0.4 s each on the 2-core VM).
-import aiohttp  # noqa: F401
 import pyarrow as pa
 
-from imgnet_tools.collect.fetch import FetchConfig, Outcome, fetch_all
+from imgnet_tools.collect.fetch import FetchConfig, Outcome, fetch_chunk
 from imgnet_tools.collect.store import ObjectStore, file_digest
 
 # (chunk index, offset of the row in its chunk, URL)
@@ -54,6 +51,7 @@ class Settings:
     config: FetchConfig
     root: str
     work: str
+    sync: bool = True  # make the chunk's files durable before returning (else the driver does: run._Committer)
 
 
 def journal_path(work: str, chunk: int) -> str:
@@ -63,6 +61,7 @@ def journal_path(work: str, chunk: int) -> str:
 def fetch_items(settings: Settings, items: Sequence[Item]) -> "pa.Table":
     """Fetch every item of one chunk not already in its journal; one result row per item, in item
     order. Per-URL problems are rows; only a run-level failure (the output folder unwritable) raises."""
+    in_worker = multiprocessing.parent_process() is not None
     if not items:
         return result_table([])
     journal = journal_path(settings.work, items[0][0])
@@ -77,8 +76,9 @@ def fetch_items(settings: Settings, items: Sequence[Item]) -> "pa.Table":
                 done[offset] = row
                 log.add(offset, todo[i][2], row)
 
-            asyncio.run(fetch_all([item[2] for item in todo], settings.config, store, on_result=record))
-    store.sync()
+            fetch_chunk([item[2] for item in todo], settings.config, store, on_result=record, keep=in_worker)
+    if settings.sync:
+        store.sync()
     return result_table([done[item[1]] for item in items])
 
 

@@ -1,4 +1,4 @@
-"""The fetcher: one aiohttp session per chunk, in the worker process's own asyncio event loop.
+"""The fetcher: one aiohttp session per worker process (kept from chunk to chunk), in its own asyncio event loop.
 
 Why aiohttp (docs/CONTRACTS.md says more): one mature asyncio HTTP/1.1 client with connection
 pooling and keep-alive, per-host connection limits, a pluggable resolver (which is where the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import email.utils
 import random
@@ -359,17 +360,64 @@ class Fetcher:
 async def fetch_all(urls: list[str | None], config: FetchConfig, store: ObjectStore,
                     on_result: Any = None) -> list[Outcome]:
     """Fetch every URL with at most ``config.concurrency`` in flight; ``on_result(i, outcome)`` as each ends."""
+    async with Fetcher(config, store) as fetcher:
+        return await _fetch_with(fetcher, urls, on_result)
+
+
+async def _fetch_with(fetcher: Fetcher, urls: list[str | None], on_result: Any) -> list[Outcome]:
     results: list[Outcome | None] = [None] * len(urls)
     order = iter(range(len(urls)))
 
-    async with Fetcher(config, store) as fetcher:
-        async def worker() -> None:
-            for i in order:
-                outcome = await fetcher.fetch(urls[i])
-                results[i] = outcome
-                if on_result is not None:
-                    on_result(i, outcome)
+    async def worker() -> None:
+        for i in order:
+            outcome = await fetcher.fetch(urls[i])
+            results[i] = outcome
+            if on_result is not None:
+                on_result(i, outcome)
 
-        await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(urls))))))
+    await asyncio.gather(*(worker() for _ in range(max(1, min(fetcher.config.concurrency, len(urls))))))
     return [r if r is not None else Outcome(reason="connection", error="not fetched") for r in results]
+
+
+class _Kept:
+    """A worker process's event loop and open :class:`Fetcher` (session, connections, writer
+    threads), kept from one chunk to the next while the configuration stays the same."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    fetcher: Fetcher | None = None
+
+
+def close_kept() -> None:
+    """Close the event loop and session :func:`fetch_chunk` kept (if any) in this process."""
+    loop, fetcher = _Kept.loop, _Kept.fetcher
+    _Kept.loop = _Kept.fetcher = None
+    if loop is not None and not loop.is_closed():
+        if fetcher is not None:
+            loop.run_until_complete(fetcher.__aexit__(None, None, None))
+        loop.close()
+
+
+def fetch_chunk(urls: list[str | None], config: FetchConfig, store: ObjectStore, on_result: Any = None,
+                keep: bool = False) -> list[Outcome]:
+    """:func:`fetch_all` from synchronous code. ``keep``: leave the event loop and the session
+    open for this process's next call (a pool worker's next chunk then reuses its keep-alive
+    connections and threads instead of opening them again); otherwise both are closed."""
+    if not keep:
+        return asyncio.run(fetch_all(urls, config, store, on_result))
+    if _Kept.loop is None or _Kept.loop.is_closed():
+        _Kept.loop, _Kept.fetcher = asyncio.new_event_loop(), None
+    loop = _Kept.loop
+    if _Kept.fetcher is None or _Kept.fetcher.config != config:
+        if _Kept.fetcher is not None:
+            loop.run_until_complete(_Kept.fetcher.__aexit__(None, None, None))
+        _Kept.fetcher = loop.run_until_complete(Fetcher(config, store).__aenter__())
+    fetcher = _Kept.fetcher
+    fetcher.store = store
+    try:
+        return loop.run_until_complete(_fetch_with(fetcher, urls, on_result))
+    except BaseException:
+        _Kept.fetcher = None  # a failed chunk (a full disk, ...): the next one starts afresh
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(fetcher.__aexit__(None, None, None))
+        raise
 

@@ -6,9 +6,10 @@ How it runs (``execute.chunked``, like scan and verify):
    inputs does nothing; a different one is refused unless ``overwrite`` (stored images are kept).
 2. Plan pass: the lists are read a block at a time and cut into chunks of ``chunk_rows`` rows
    (:mod:`.plan`); each chunk's fetchable rows, ``(chunk, offset, URL)``, go to a worker
-   (:func:`.chunk.fetch_items`, its own event loop and aiohttp session), and its result is
-   committed to the work folder as it returns (``manifest.parts``: a killed run redoes only the
-   chunks in flight, and within those only the URLs their journals lack). Then the manifest is
+   (:func:`.chunk.fetch_items`, in the worker's event loop and aiohttp session, kept from chunk
+   to chunk), and its result is committed to the work folder as it returns (``manifest.parts``:
+   a killed run redoes only the chunks in flight, and within those only the URLs their journals
+   lack). Then the manifest is
    assembled chunk by chunk (:mod:`.assemble`): the plan made again, the results laid over it.
 3. Retry pass (``retry``): once the manifest is complete, rows rejected for those reasons are
    fetched again, chunk by chunk over the manifest itself, and the manifest rewritten the same way.
@@ -42,10 +43,12 @@ from imgnet_tools.images.check import COLLECT_REASONS, DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
+    from imgnet_tools.collect.assemble import Assembler
     from imgnet_tools.collect.chunk import Item
     from imgnet_tools.execute.tasks import Warm
     from imgnet_tools.manifest.parts import PartStore
 
+WORK_MODULE = "imgnet_tools.collect.worker"  # what the workers import before their first chunk
 DEFAULT_CHUNK_ROWS = 1000
 PER_WORKER_CONCURRENCY = 256
 PER_WORKER_PER_HOST = 16
@@ -267,16 +270,13 @@ def _plan_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, fac
     """Fetch every planned row not committed yet, assemble the manifest; the complete run record."""
     from imgnet_tools.execute.tasks import warm_pool
 
-    with warm_pool(_preload(), params.executor_params()) as warm:  # workers start while the lists are read
+    # The workers' imports (:mod:`.worker`: aiohttp, pyarrow, the work function's module), which
+    # the local pool's fork server makes before it forks them, named rather than imported here.
+    with warm_pool(WORK_MODULE, params.executor_params()) as warm:  # workers start while the lists are read
+        from imgnet_tools.manifest.parquet import arrow_without_pandas
+
+        arrow_without_pandas()  # in the console script: the plan's first table then costs no pandas import
         return _planned_pass(params, paths, out, fp, facts, totals, progress, tally, warm)
-
-
-def _preload() -> Callable[..., object]:
-    """The work function, whose module the local pool's fork server imports before it forks the
-    workers (:mod:`.chunk` imports aiohttp and pyarrow at its top for that reason)."""
-    from imgnet_tools.collect.chunk import fetch_items
-
-    return fetch_items
 
 
 def _planned_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, facts: list[dict[str, Any]],
@@ -304,17 +304,16 @@ def _planned_pass(params: CollectParams, paths: list[Path], out: Path, fp: str, 
             if items:
                 yield Chunk(index, items, digest(ident, index, items))
 
-    def tables(store: "PartStore") -> Iterator["pa.Table"]:
-        assembler = Assembler(out, unique=True)
+    def entries() -> Iterator[tuple[int, "pa.Table", list[Item]]]:
         for index, base in enumerate(plan_tables(paths, classes, params.split, size)):
-            yield assembler.chunk(base, _committed(store, ident, index, _plan_items(index, base)))
+            yield index, base, _plan_items(index, base)
 
     totals.rows = rows
     with work_folder(target, STAGE, identity) as store:
         write_run(out, record)
         clean_tmp(out)
-        _fetch(params, out, store, chunks(store), totals, progress, tally, warm)
-        _write(target, tables(store))
+        with _StreamedManifest(target, entries(), Assembler(out, unique=True), store, ident) as manifest:
+            _fetch(params, out, store, chunks(store), totals, progress, tally, warm, on_result=manifest.add)
         record["complete"] = True
         write_run(out, record)
     remove_work(target, STAGE)
@@ -352,17 +351,15 @@ def _retry_pass(params: CollectParams, out: Path, record: dict[str, Any], totals
             if items:
                 yield Chunk(index, items, digest(ident, index, items))
 
-    def tables(store: "PartStore") -> Iterator["pa.Table"]:
-        assembler = Assembler(out, unique=False)
+    def entries() -> Iterator[tuple[int, "pa.Table", list[Item]]]:
         for index, base in enumerate(iter_chunks(target, "manifest", size)):
-            items = _retry_items(index, base.select(RETRY_COLUMNS), reasons)
-            yield assembler.chunk(base, _committed(store, ident, index, items))
+            yield index, base, _retry_items(index, base.select(RETRY_COLUMNS), reasons)
 
     totals.rows, totals.done = record["rows"], 0
     with work_folder(target, STAGE, identity) as store:
         clean_tmp(out)
-        _fetch(params, out, store, chunks(store), totals, progress, tally)
-        _write(target, tables(store))
+        with _StreamedManifest(target, entries(), Assembler(out, unique=False), store, ident) as manifest:
+            _fetch(params, out, store, chunks(store), totals, progress, tally, on_result=manifest.add)
         record = {**record, "complete": True, "params": run_params(params)}
         write_run(out, record)
     remove_work(target, STAGE)
@@ -388,24 +385,123 @@ def _has_retry_rows(manifest: Path, retry: Sequence[str]) -> bool:
 # --- shared by both passes --------------------------------------------------------------------------
 
 def _fetch(params: CollectParams, out: Path, store: "PartStore", chunks: Iterator["Chunk[Item]"], totals: _Totals,
-           progress: Callable[[int], None] | None, tally: Tally | None, warm: "Warm | None" = None) -> None:
-    """Run every chunk not committed yet on the executor; count, report, and drop finished journals."""
+           progress: Callable[[int], None] | None, tally: Tally | None, warm: "Warm | None" = None,
+           on_result: Callable[[int, "pa.Table"], None] | None = None) -> None:
+    """Run every chunk not committed yet on the executor; count, report, and drop finished journals.
+    ``on_result(chunk index, result)`` for every chunk's result (committed, or being committed)."""
     from imgnet_tools.collect.chunk import Settings, fetch_items, join_results, journal_path, lost_item
+    from imgnet_tools.collect.store import HAS_SYNCFS
 
-    settings = Settings(fetch_config(params), str(out), str(store.folder))
+    # Durability before commit: by the driver where every worker writes to this machine's page
+    # cache (the local pool), in a thread of its own, so that neither a worker nor the driver
+    # waits for the disk; by each worker on Ray (its files may be on another node's disk).
+    by_driver = HAS_SYNCFS and params.executor != "ray"
+    settings = Settings(fetch_config(params), str(out), str(store.folder), sync=not by_driver)
     job = ChunkJob(functools.partial(fetch_items, settings), functools.partial(lost_item, settings), join_results)
     if tally is not None:
         tally(totals.snapshot())
-    for outcome in run_chunks(job, chunks, store, params.executor_params(), warm=warm):
-        totals.add(outcome)
-        try:
-            os.unlink(journal_path(settings.work, outcome.chunk.index))
-        except FileNotFoundError:
-            pass
-        if progress is not None:
-            progress(len(outcome.chunk.items))
-        if tally is not None:
-            tally(totals.snapshot())
+    committer = _Committer(store, str(out), lambda index: journal_path(settings.work, index), background=by_driver)
+    try:
+        for outcome in run_chunks(job, chunks, committer, params.executor_params(), warm=warm):
+            if outcome.reused:  # committed by an earlier run, which was stopped before it dropped the journal
+                _unlink(journal_path(settings.work, outcome.chunk.index))
+            totals.add(outcome)
+            if on_result is not None:
+                on_result(outcome.chunk.index, outcome.result)
+            if progress is not None:
+                progress(len(outcome.chunk.items))
+            if tally is not None:
+                tally(totals.snapshot())
+    except BaseException:
+        committer.close(raise_error=False)  # what finished is committed; the run's own error is the one to show
+        raise
+    committer.close()
+
+
+class _Committer:
+    """Commits chunk results to the work folder's part store, then drops each chunk's journal.
+
+    ``background`` (the local pool): a thread makes the output's file system durable (one
+    ``syncfs`` for every result waiting) and then commits those results, so that the driver goes
+    on handing out chunks meanwhile. The files a result names were written by a local worker
+    before it returned, so they are on disk before the result that names them is. A failure
+    (a full disk) is raised by the next :meth:`commit` or by :meth:`close`, which waits until
+    every result handed in is committed. Without ``background`` (Ray: the workers made their
+    files durable) a result is committed at once."""
+
+    def __init__(self, store: "PartStore", root: str, journal: Callable[[int], str], background: bool) -> None:
+        import queue
+        import threading
+
+        self.store, self.root, self.journal = store, root, journal
+        self.folder = store.folder
+        self._queue: "queue.SimpleQueue[tuple[Chunk[Any], pa.Table] | None]" = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="imgnet-commit", daemon=True) if background else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def load(self, chunk: "Chunk[Any]") -> "pa.Table | None":
+        return self.store.load(chunk)
+
+    def commit(self, chunk: "Chunk[Any]", result: "pa.Table") -> None:
+        self._raise()
+        if self._thread is None:
+            self._commit(chunk, result)
+        else:
+            self._queue.put((chunk, result))
+
+    def close(self, raise_error: bool = True) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _commit(self, chunk: "Chunk[Any]", result: "pa.Table") -> None:
+        self.store.commit(chunk, result)
+        _unlink(self.journal(chunk.index))
+
+    def _run(self) -> None:
+        import queue
+
+        from imgnet_tools.collect.store import sync_file_system
+        from imgnet_tools.errors import write_failed
+
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:  # everything else already waiting: one syncfs covers it all
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            waiting = [entry for entry in batch if entry is not None]
+            if not waiting or self._error is not None:
+                continue
+            try:
+                sync_file_system(self.root)
+                for chunk, result in waiting:
+                    try:
+                        self._commit(chunk, result)
+                    except OSError as exc:
+                        raise write_failed(exc, f"committing chunk {chunk.index} to {self.folder}") from exc
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread, which raises it
+                self._error = exc
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _committed(store: "PartStore", ident: str, index: int, items: list[Item]) -> "pa.Table | None":
@@ -421,14 +517,70 @@ def _committed(store: "PartStore", ident: str, index: int, items: list[Item]) ->
     return found
 
 
-def _write(target: Path, tables: Iterator["pa.Table"]) -> None:
-    from imgnet_tools.collect.assemble import write_manifest
+class _StreamedManifest:
+    """The manifest, written while the chunks are fetched: each chunk of the plan (or of the
+    earlier manifest, for the retry pass) is assembled and written as soon as its result and every
+    earlier chunk's have come in, so that little is left to do once the last chunk is fetched.
 
-    try:
-        write_manifest(target, tables)
-    except OSError as exc:
-        raise ImgnetError(f"writing {target} failed: {exc.strerror or exc}; free space or fix the problem and run "
-                          "the same command again: the fetched chunks are kept and will not be fetched again.") from exc
+    Results that come in early (out of order) wait in memory, at most :attr:`HELD` of them; the
+    others are read back from the work folder at the end, when every result is committed. The file
+    is written to a temporary name and moved over ``target`` on leaving the block without an
+    error (else dropped: a run that stops writes no manifest, and the next one assembles it again).
+    """
+
+    HELD = 64
+
+    def __init__(self, target: Path, entries: Iterator[tuple[int, "pa.Table", list[Item]]], assembler: "Assembler",
+                 store: "PartStore", ident: str) -> None:
+        from imgnet_tools.manifest.stream import TableWriter
+
+        self.target, self._entries, self._assembler, self._store, self._ident = target, entries, assembler, store, ident
+        self._writer = TableWriter(target, "manifest")
+        self._next = next(entries, None)
+        self._held: dict[int, "pa.Table"] = {}
+
+    def __enter__(self) -> "_StreamedManifest":
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None:
+            self._writer.abort()
+            return
+        try:
+            self._advance(final=True)  # every result is committed by now: the rest is read back
+            self._writer.close()
+        except OSError as exc:
+            self._writer.abort()
+            raise self._failed(exc) from exc
+        except BaseException:
+            self._writer.abort()
+            raise
+
+    def add(self, index: int, result: "pa.Table") -> None:
+        """Chunk ``index``'s result came in: write every chunk now complete."""
+        if len(self._held) < self.HELD:
+            self._held[index] = result
+        try:
+            self._advance(final=False)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: OSError) -> ImgnetError:
+        return ImgnetError(f"writing {self.target} failed: {exc.strerror or exc}; free space or fix the problem and "
+                           "run the same command again: the fetched chunks are kept and will not be fetched again.")
+
+    def _advance(self, final: bool) -> None:
+        while self._next is not None:
+            index, base, items = self._next
+            result = None
+            if items:
+                result = self._held.pop(index, None)
+                if result is None:
+                    if not final:
+                        return
+                    result = _committed(self._store, self._ident, index, items)
+            self._writer.write(self._assembler.chunk(base, result))
+            self._next = next(self._entries, None)
 
 
 def fetch_config(params: CollectParams) -> FetchConfig:

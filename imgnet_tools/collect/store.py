@@ -23,9 +23,10 @@ file, no rename, no fsync. Why that is safe:
 
 Folders ``ab/`` and ``ab/cd/`` are made when an ``open`` first finds them missing, once each.
 
-Durability: nothing is fsynced per file. :meth:`ObjectStore.sync` makes every file of the chunk
-durable at once before the chunk's result (which names them) is returned for commit: one
-``syncfs`` of the output's file system (Linux), else an fsync of every file and folder it wrote.
+Durability: nothing is fsynced per file. Every file of a chunk is made durable at once before the
+chunk's result (which names them) is committed: one ``syncfs`` of the output's file system
+(Linux; :func:`sync_file_system`, by the driver for the local pool), else an fsync of every file and
+folder it wrote (:meth:`ObjectStore.sync`, in the worker).
 On a quiet disk a ``syncfs`` after 1000 images of 92 KB took about 0.1-0.4 s here; an fsync per
 image made every later file creation wait for a journal commit (``BENCHMARKS.md``, collect). The
 catch: ``syncfs`` also waits for other programs' dirty data on the same file system.
@@ -144,6 +145,7 @@ def _syncfs_function() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _syncfs_function()
+HAS_SYNCFS = _SYNCFS is not None
 
 
 @dataclass
@@ -275,23 +277,33 @@ class ObjectStore:
     def sync(self) -> None:
         """Make every file this chunk wrote (and every file it found, written by a killed try)
         durable: one ``syncfs``, else an fsync of each file and folder it wrote."""
-        try:
-            if _SYNCFS is not None:
-                fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                try:
-                    if _SYNCFS(fd) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, os.strerror(err))
-                finally:
-                    os.close(fd)
-            else:  # pragma: no cover - not Linux
+        if HAS_SYNCFS:
+            sync_file_system(self.root)
+        else:  # pragma: no cover - not Linux
+            try:
                 for path in self.written:
                     _fsync(path, os.O_RDWR)
                 for folder in sorted({os.path.dirname(p) for p in self.written}):
                     _fsync(folder, os.O_RDONLY)
-        except OSError as exc:
-            raise storage_error(exc, self.root) from exc
+            except OSError as exc:
+                raise storage_error(exc, self.root) from exc
         self.written.clear()
+
+
+def sync_file_system(root: str) -> None:
+    """``syncfs`` of the file system holding ``root``: every file written there by any process of
+    this machine is durable when it returns (Linux only: see :data:`HAS_SYNCFS`)."""
+    assert _SYNCFS is not None  # noqa: S101 - callers check HAS_SYNCFS
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, root) from exc
 
 
 def file_digest(path: str, size: int | None = None) -> str | None:

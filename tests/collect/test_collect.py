@@ -236,3 +236,59 @@ def test_cli_errors_are_one_line(tmp_path: Path, invoke) -> None:
     assert result.exit_code == 2 and result.output.startswith("Error: ") and "url" in result.output
     usage = invoke("collect", listing, "--out", tmp_path / "out", "--address", "auto")
     assert usage.exit_code == 2
+
+
+def test_a_worker_keeps_its_session_and_connections_from_chunk_to_chunk(server, tmp_path) -> None:
+    """``fetch_chunk(keep=True)``, as a pool worker calls it for each chunk: the next chunk reuses
+    the event loop, the session and its keep-alive connections instead of opening new ones."""
+    from imgnet_tools.collect import fetch
+    from imgnet_tools.collect.store import ObjectStore
+    from imgnet_tools.collect.urls import AddressPolicy
+
+    config = fetch.FetchConfig(concurrency=2, per_host=2, policy=AddressPolicy(allow_private=True))
+    urls = [server.url(f"/img/img{i}") for i in range(6)]
+    try:
+        server.handlers.peers.clear()
+        first = fetch.fetch_chunk(urls[:3], config, ObjectStore(str(tmp_path), 10**8), keep=True)
+        kept, connections = fetch._Kept.fetcher, set(server.handlers.peers)
+        second = fetch.fetch_chunk(urls[3:], config, ObjectStore(str(tmp_path), 10**8), keep=True)
+        assert fetch._Kept.fetcher is kept and kept is not None
+        assert 1 <= len(connections) <= 2 and server.handlers.peers == connections  # no new connection
+        assert [o.stored.sha256 for o in first + second if o.stored] == [
+            hashlib.sha256(IMAGES[f"img{i}"]).hexdigest() for i in range(6)]
+    finally:
+        fetch.close_kept()
+    assert fetch._Kept.loop is None
+    alone = fetch.fetch_chunk(urls[:1], config, ObjectStore(str(tmp_path), 10**8))  # keep=False: nothing kept
+    assert alone[0].stored is not None and fetch._Kept.fetcher is None
+
+
+def test_results_are_committed_in_the_background_and_a_failure_reaches_the_driver(tmp_path) -> None:
+    """The local pool's commits: a thread syncs the file system, commits each result, then drops
+    its journal; a commit that fails (here: the work folder is a file) is raised by close()."""
+    import pyarrow as pa
+
+    from imgnet_tools.collect.run import _Committer
+    from imgnet_tools.errors import DiskError
+    from imgnet_tools.execute.chunked import Chunk
+    from imgnet_tools.manifest.parts import PartStore
+
+    (tmp_path / "parts").mkdir()
+    store = PartStore(tmp_path / "parts")
+    journals = [tmp_path / f"journal-{i}" for i in range(3)]
+    for journal in journals:
+        journal.write_text("{}\n")
+    committer = _Committer(store, str(tmp_path), lambda i: str(journals[i]), background=True)
+    chunks = [Chunk(i, [(i, 0, f"http://example.com/{i}")], f"key{i}") for i in range(3)]
+    for chunk in chunks:
+        committer.commit(chunk, pa.table({"offset": pa.array([chunk.index], pa.int32())}))
+    committer.close()
+    assert [store.load(c).column("offset").to_pylist() for c in chunks] == [[0], [1], [2]]
+    assert not any(j.exists() for j in journals)
+
+    (tmp_path / "not-a-folder").write_text("")
+    failing = _Committer(PartStore(tmp_path / "not-a-folder"), str(tmp_path), lambda i: str(journals[i]),
+                         background=True)
+    failing.commit(chunks[0], pa.table({"offset": pa.array([0], pa.int32())}))
+    with pytest.raises(DiskError, match="committing chunk 0"):
+        failing.close()
