@@ -404,7 +404,7 @@ def _fetch(params: CollectParams, out: Path, store: "PartStore", chunks: Iterato
     try:
         for outcome in run_chunks(job, chunks, committer, params.executor_params(), warm=warm):
             if outcome.reused:  # committed by an earlier run, which was stopped before it dropped the journal
-                _unlink(journal_path(settings.work, outcome.chunk.index))
+                Path(journal_path(settings.work, outcome.chunk.index)).unlink(missing_ok=True)
             totals.add(outcome)
             if on_result is not None:
                 on_result(outcome.chunk.index, outcome.result)
@@ -434,12 +434,15 @@ class _Committer:
         import threading
 
         self.store, self.root, self.journal = store, root, journal
-        self.folder = store.folder
         self._queue: "queue.SimpleQueue[tuple[Chunk[Any], pa.Table] | None]" = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="imgnet-commit", daemon=True) if background else None
         if self._thread is not None:
             self._thread.start()
+
+    @property
+    def folder(self) -> Path:
+        return self.store.folder
 
     def load(self, chunk: "Chunk[Any]") -> "pa.Table | None":
         return self.store.load(chunk)
@@ -466,7 +469,7 @@ class _Committer:
 
     def _commit(self, chunk: "Chunk[Any]", result: "pa.Table") -> None:
         self.store.commit(chunk, result)
-        _unlink(self.journal(chunk.index))
+        Path(self.journal(chunk.index)).unlink(missing_ok=True)
 
     def _run(self) -> None:
         import queue
@@ -495,13 +498,6 @@ class _Committer:
                         raise write_failed(exc, f"committing chunk {chunk.index} to {self.folder}") from exc
             except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread, which raises it
                 self._error = exc
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _committed(store: "PartStore", ident: str, index: int, items: list[Item]) -> "pa.Table | None":

@@ -53,8 +53,9 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """Run tasks from ``conn`` until told to stop: ``(fn, arg)`` in, ``(ok, value)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if "pyarrow" in sys.modules:  # the fork server's preload brought it: spare every worker a pandas import
-        from imgnet_tools.manifest.parquet import arrow_without_pandas
+        from imgnet_tools.manifest.parquet import arrow_without_pandas, own_process
 
+        own_process()
         arrow_without_pandas()
     while True:
         try:
@@ -134,8 +135,8 @@ class Pool:
         its worker is killed (or a function of the task's argument giving that). A task that raises ends the run: :class:`TaskError` is raised (the
         other workers' tasks are abandoned and those workers replaced)."""
         self.start()
-        self._dispatch(fn, next_task, timeout)
         while True:
+            self._dispatch(fn, next_task, timeout)  # first tasks, and those the caller queued (retries, pieces)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
@@ -149,7 +150,6 @@ class Pool:
             # caller does with a result (commit it, plan the next chunk) no longer keeps a worker idle.
             self._dispatch(fn, next_task, timeout)
             yield from outcomes
-            self._dispatch(fn, next_task, timeout)  # tasks the caller queued meanwhile (retries, pieces)
 
     def _dispatch(self, fn: Callable[[Any], Any], next_task: Callable[[], tuple[int, Any] | None],
                   timeout: Timeout) -> None:

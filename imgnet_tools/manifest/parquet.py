@@ -32,11 +32,11 @@ def arrow_without_pandas() -> None:
     of CPU in every process that builds a table, for interop imgnet never uses (no stage calls
     ``to_pandas`` or ``from_pandas``). pyarrow tries that import once per process, so one conversion
     made while ``import pandas`` fails settles it; pandas itself stays importable. Only where
-    imgnet owns the whole process: the local pool's workers, and the ``imgnet`` console script
-    (:func:`own_process`; a library caller's process is left alone)."""
+    imgnet owns the whole process (:func:`own_process`: the ``imgnet`` console script, the local
+    pool's workers); a library caller's process is left alone."""
     import sys
 
-    if "pandas" in sys.modules or _NoPandas.settled or not (_NoPandas.owned or multiprocessing_child()):
+    if "pandas" in sys.modules or _NoPandas.settled or not _NoPandas.owned:
         return
     import pyarrow as pa
 
@@ -50,14 +50,8 @@ def arrow_without_pandas() -> None:
 
 
 def own_process() -> None:
-    """Say that this process is the ``imgnet`` console script's (see :func:`arrow_without_pandas`)."""
+    """Say that imgnet owns this whole process (see :func:`arrow_without_pandas`)."""
     _NoPandas.owned = True
-
-
-def multiprocessing_child() -> bool:
-    import multiprocessing
-
-    return multiprocessing.parent_process() is not None
 
 
 class _NoPandas:
