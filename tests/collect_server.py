@@ -27,9 +27,9 @@ Serves images from memory at ``/img/NAME`` and the fault endpoints the tests nee
 ``/optout-other/ID``           ``X-Robots-Tag: otherbot: noindex`` (not for us: fetched)
 ``/toggle/ID``                 503 until the test sets ``handlers.toggle_ok``, then the image
 
-Hits per path, the User-Agents seen and the clients' (address, port) are recorded. ``latency``
-delays every response (the benchmark's stand-in for the internet). Run standalone for the
-benchmark::
+Hits per path, the User-Agents seen, the clients' (address, port) and the most requests in flight
+at once are recorded. ``latency`` delays every response (the benchmark's stand-in for the
+internet). Run standalone for the benchmark::
 
     python -m tests.collect_server --images DIR --port P --latency 0.02 --procs 2
 """
@@ -85,6 +85,8 @@ class App:
         self.hits: collections.Counter[str] = collections.Counter()
         self.agents: set[str] = set()
         self.peers: set[tuple[str, int]] = set()  # the clients' (address, port): one per connection
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests being answered at once
         self.toggle_ok = False
         _gzip_bomb()
 
@@ -125,9 +127,14 @@ class App:
         self.agents.add(request.headers.get("User-Agent", ""))
         if request.transport is not None:
             self.peers.add(request.transport.get_extra_info("peername")[:2])
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        response: web.StreamResponse = await handler(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            response: web.StreamResponse = await handler(request)
+        finally:
+            self.in_flight -= 1
         return response
 
     def _image(self, request: web.Request, content_type: str = "image/jpeg",

@@ -292,3 +292,19 @@ def test_results_are_committed_in_the_background_and_a_failure_reaches_the_drive
     failing.commit(chunks[0], pa.table({"offset": pa.array([0], pa.int32())}))
     with pytest.raises(DiskError, match="committing chunk 0"):
         failing.close()
+
+
+@pytest.mark.parametrize(("workers", "concurrency", "per_host", "most"), [
+    (1, 8, 2, 2),  # the per-host limit binds (one host)
+    (1, 3, 0, 3),  # no per-host limit: the concurrency binds
+    (2, 8, 2, 2),  # run totals, divided among the workers (1 per host each; two chunks of 8 at once)
+])
+def test_concurrency_and_per_host_bound_the_requests_in_flight(tmp_path, workers, concurrency, per_host, most) -> None:
+    """With every response delayed, the server sees exactly as many requests at once as the
+    limits allow: ``--per-host`` for one host, else ``--concurrency`` (both totals of the run)."""
+    with ServerThread(IMAGES, latency=0.2) as slow:
+        urls = [slow.url(f"/img/img{i % 6}") for i in range(16)]
+        result = collect(_params(tmp_path, urls, chunk_rows=8, workers=workers, concurrency=concurrency,
+                                 per_host=per_host, allow_private_hosts=True))
+        assert result.status == {"pending": 16}
+        assert slow.handlers.most_in_flight == most
